@@ -7,4 +7,5 @@
 
 pub mod fields;
 pub mod labels;
+pub mod strategicpatch;
 pub mod validation;
