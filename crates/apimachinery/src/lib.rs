@@ -7,5 +7,6 @@
 
 pub mod fields;
 pub mod labels;
+pub mod openapi_ext;
 pub mod strategicpatch;
 pub mod validation;
