@@ -127,7 +127,8 @@ mod tests {
     #[test]
     fn well_known_fields_have_their_kubernetes_semantics() {
         // (definition, field, strategy, merge key, list type, list map keys)
-        let cases: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>, &[&str])] = &[
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a [&'a str]);
+        let cases: &[Case] = &[
             ("io.k8s.api.core.v1.PodSpec", "containers", Some("merge"), Some("name"), Some("map"), &["name"]),
             (
                 "io.k8s.api.core.v1.PodSpec",
