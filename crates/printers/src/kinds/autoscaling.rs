@@ -7,10 +7,10 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::core::age;
-use crate::Printer;
 use crate::columns::{AGE, NAME, col};
 use crate::quantity::quantity_ptr_string;
 use crate::value::{annotation, arr_at, at, i64_at, int, name, opt_i64_at, s, str_at};
+use crate::{Column, Printer};
 
 pub(crate) static HORIZONTAL_POD_AUTOSCALER: Printer = Printer {
     columns: &[
@@ -25,17 +25,45 @@ pub(crate) static HORIZONTAL_POD_AUTOSCALER: Printer = Printer {
     row: hpa_row,
 };
 
+/// The `scale` subresource (`kubectl get --subresource=scale`). Upstream's Name column
+/// lacks the "name" format here.
+pub(crate) static SCALE: Printer = Printer {
+    columns: &[
+        Column { format: "", ..NAME },
+        col("Desired", "integer", "Replicas asked for."),
+        col("Available", "integer", "Replicas that exist."),
+        AGE,
+    ],
+    row: scale_row,
+};
+
+fn scale_row(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![
+        s(name(obj)),
+        int(i64_at(obj, "/spec/replicas")),
+        int(i64_at(obj, "/status/replicas")),
+        age(obj, now),
+    ]
+}
+
 const METRIC_SPECS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/metrics";
 const METRIC_STATUSES_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/current-metrics";
+/// Target CPU utilization (percent) the defaulting gives an autoscaler without metrics.
+const DEFAULT_CPU_UTILIZATION: i64 = 80;
 
 fn hpa_row(obj: &Value, now: Timestamp) -> Vec<Value> {
-    let (specs, statuses) = if is_v1(obj) {
+    let (mut specs, statuses) = if is_v1(obj) {
         v1_metrics(obj)
     } else {
         (arr_at(obj, "/spec/metrics").to_vec(), arr_at(obj, "/status/currentMetrics").to_vec())
     };
-    let min_pods =
-        opt_i64_at(obj, "/spec/minReplicas").map_or_else(|| "<unset>".to_string(), |m| m.to_string());
+    // kube-apiserver's defaulting never lets an autoscaler reach the printer without
+    // metrics or minReplicas; assume the same defaults when the served JSON lacks them.
+    if specs.is_empty() {
+        specs.push(json!({"type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": DEFAULT_CPU_UTILIZATION}}}));
+    }
+    let min_pods = opt_i64_at(obj, "/spec/minReplicas").unwrap_or(1).to_string();
     vec![
         s(name(obj)),
         s(format!(
@@ -276,7 +304,7 @@ mod tests {
                 ),
                 "memory: 700Mi/1Gi",
             ),
-            ("no metrics", v2(json!([]), json!([])), "<none>"),
+            ("no metrics: the defaulted CPU target", v2(json!([]), json!([])), "cpu: <unknown>/80%"),
             (
                 "pods, object and external metrics, cut after two",
                 v2(
@@ -334,6 +362,15 @@ mod tests {
     }
 
     #[test]
+    fn scale_subresource() {
+        let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "web", "creationTimestamp": "2024-05-01T11:00:00Z"},
+            "spec": {"replicas": 3}, "status": {"replicas": 2, "selector": "app=web"}});
+        assert_eq!(render(&SCALE, &scale), [json!("web"), json!(3), json!(2), json!("60m")]);
+        assert_eq!(SCALE.columns[0].format, "");
+    }
+
+    #[test]
     fn v1_objects_convert_their_cpu_target_and_annotations() {
         let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "php", "creationTimestamp": "2024-05-01T11:59:00Z"},
@@ -357,7 +394,12 @@ mod tests {
         unmeasured["status"] = json!({"currentReplicas": 0});
         unmeasured["spec"]["minReplicas"] = Value::Null;
         let cells = render(&HORIZONTAL_POD_AUTOSCALER, &unmeasured);
-        assert_eq!((&cells[2], &cells[3]), (&json!("cpu: <unknown>/50%"), &json!("<unset>")));
+        assert_eq!((&cells[2], &cells[3]), (&json!("cpu: <unknown>/50%"), &json!("1")));
+
+        let mut untargeted = unmeasured.clone();
+        untargeted["spec"]["targetCPUUtilizationPercentage"] = Value::Null;
+        assert_eq!(render(&HORIZONTAL_POD_AUTOSCALER, &untargeted)[2], json!("cpu: <unknown>/80%"));
+        assert_eq!(format_metrics(&[], &[]), "<none>");
 
         let mut annotated = v1.clone();
         annotated["metadata"]["annotations"] = json!({

@@ -46,6 +46,7 @@ pub(crate) static REGISTRY: &[(&str, &str, &Printer)] = &[
     ("batch", "Job", &batch::JOB),
     ("batch", "CronJob", &batch::CRON_JOB),
     ("autoscaling", "HorizontalPodAutoscaler", &autoscaling::HORIZONTAL_POD_AUTOSCALER),
+    ("autoscaling", "Scale", &autoscaling::SCALE),
     ("networking.k8s.io", "Ingress", &networking::INGRESS),
     ("networking.k8s.io", "IngressClass", &networking::INGRESS_CLASS),
     ("networking.k8s.io", "NetworkPolicy", &networking::NETWORK_POLICY),

@@ -170,6 +170,9 @@ mod tests {
         let many = json!({"metadata": {"name": "m"}, "spec": {"rules": [
             {"host": "a"}, {"http": {}}, {"host": "b"}, {"host": "c"}, {"host": "d"}]}});
         assert_eq!(render(&INGRESS, &many)[2], json!("a,b,c + 2 more..."));
+        // Nothing follows the rule filling the list, so nothing is "more".
+        let exact = json!({"metadata": {"name": "e"}, "spec": {"rules": [{"host": "a"}, {}, {"host": "b"}, {"host": "c"}]}});
+        assert_eq!(render(&INGRESS, &exact)[2], json!("a,b,c"));
     }
 
     #[test]
