@@ -12,7 +12,14 @@
 //! Where upstream reads a field of the internal type that differs from the served JSON
 //! (Pod `podIP`/`podIPs`, Service `clusterIP`/`clusterIPs`, `events.k8s.io` Events,
 //! `autoscaling/v1` HorizontalPodAutoscalers), the row function applies the same
-//! conversion first, so every served version prints alike.
+//! conversion first, so every served version prints alike. Where kube-apiserver's
+//! defaulting always fills a field the printer shows (workload `replicas`, Service
+//! `type` and port `protocol`, HorizontalPodAutoscaler `minReplicas` and `metrics`),
+//! an object lacking it prints as if defaulted. Quantities print in canonical form
+//! ("1Gi" for "1024Mi"), as upstream prints decoded quantities.
+//!
+//! The printers follow Kubernetes 1.32 (`pkg/printers/internalversion`), which 1.33
+//! matches for the kinds covered.
 
 mod columns;
 mod duration;

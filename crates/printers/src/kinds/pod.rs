@@ -509,6 +509,25 @@ mod tests {
     }
 
     #[test]
+    fn crashing_sidecar_after_initialization_keeps_its_init_reason_and_counts_restarts() {
+        let obj = pod(
+            json!({"initContainers": [{"name": "proxy", "restartPolicy": "Always"}], "containers": [{"name": "app"}]}),
+            json!({"phase": "Running",
+                "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "False"}],
+                "initContainerStatuses": [{"name": "proxy", "ready": false, "started": false, "restartCount": 5,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-05-01T11:59:10Z"}}}],
+                "containerStatuses": [running("app", true, 0)]}),
+        );
+        let cells = render(&POD, &obj);
+        // Running app containers do not overwrite the reason; only waiting or terminated ones would.
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[3]),
+            (&json!("1/2"), &json!("Init:CrashLoopBackOff"), &json!("5 (50s ago)"))
+        );
+    }
+
+    #[test]
     fn deletion_shows_terminating_unknown_or_the_final_phase() {
         let mut terminating = pod(
             json!({"containers": [{"name": "app"}]}),
