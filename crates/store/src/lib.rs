@@ -17,13 +17,30 @@
 //! - Durability: when a write returns `Ok`, it is on stable storage (survives `kill -9`
 //!   of the process).
 //! - After any error, nothing was written (a failed write is never half applied).
+//! - A watcher that does not keep up does not slow writers down. The in-process backends
+//!   (memory, SQLite) buffer a bounded number of events per watcher; when that buffer is
+//!   full the stream ends with an [`Error::Backend`] whose source is a [`WatchLagged`]
+//!   (see [`Error::watch_lagged`]): every event up to [`WatchLagged::resume_after`] was
+//!   delivered, so the caller may watch again from there, or relist. etcd applies
+//!   back-pressure through gRPC flow control instead and never ends a watch for this.
+//!
+//! # Backends
+//! - [`memory::MemoryStore`]: everything in memory, for tests of higher layers.
+//! - [`sqlite::SqliteStore`]: the default; one SQLite file in WAL mode holding a revision
+//!   log, with automatic compaction that keeps the file bounded.
+//! - [`etcd::EtcdStore`]: a real etcd v3 cluster, for running several API servers.
+//!
+//! All three pass the same conformance suite (the `conformance` feature).
 
 use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::Stream;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod etcd;
+mod fanout;
 pub mod memory;
 pub mod sqlite;
 
@@ -122,6 +139,85 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// True for [`Error::Compacted`]: the caller must relist (the API answers 410 Gone).
+    pub fn is_compacted(&self) -> bool {
+        matches!(self, Error::Compacted { .. })
+    }
+
+    /// The details when this error ended a watch whose consumer fell behind.
+    pub fn watch_lagged(&self) -> Option<&WatchLagged> {
+        match self {
+            Error::Backend { source, .. } => source.downcast_ref::<WatchLagged>(),
+            _ => None,
+        }
+    }
+
+    /// Wraps a backend failure with a sentence saying what was being done.
+    pub(crate) fn backend(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Why a watch stream of an in-process backend ended early: its consumer let more events
+/// pile up than the per-watcher buffer holds. It is the `source` of the final
+/// [`Error::Backend`] item of that stream.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "watcher on prefix {prefix:?} fell behind: more than {buffer} events were pending; \
+     events after revision {resume_after} were not delivered"
+)]
+pub struct WatchLagged {
+    /// The prefix the watch was for.
+    pub prefix: String,
+    /// How many events the watcher's buffer holds.
+    pub buffer: usize,
+    /// Every event of the prefix with a revision at or below this one was delivered; a
+    /// new watch from this revision continues without a gap (unless it was compacted).
+    pub resume_after: Revision,
+}
+
+/// The smallest key greater than every key that starts with `prefix` (exclusive upper
+/// bound of a prefix range), or `None` when there is none (the empty prefix).
+///
+/// UTF-8 never contains the byte 0xFF, so for a string prefix incrementing its last byte
+/// always works.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The lower bound (inclusive) of a range read: the prefix, or the first key after
+/// `start_after` when that lies beyond the prefix start.
+pub(crate) fn range_start(prefix: &str, start_after: Option<&str>) -> Vec<u8> {
+    match start_after {
+        // The smallest string greater than `s` is `s` followed by a NUL byte.
+        Some(after) if after >= prefix => {
+            let mut start = after.as_bytes().to_vec();
+            start.push(0);
+            start
+        }
+        _ => prefix.as_bytes().to_vec(),
+    }
+}
+
+/// `limit` of [`RangeOptions`] as an optional positive count.
+pub(crate) fn effective_limit(limit: Option<usize>) -> Option<usize> {
+    limit.filter(|l| *l > 0)
+}
+
 /// A revisioned key-value store with watch. See the crate docs for the contract.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -154,4 +250,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops history at or below `revision` (never the current value of a live key).
     async fn compact(&self, revision: Revision) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_the_last_byte() {
+        assert_eq!(prefix_end(b"/registry/pods/"), Some(b"/registry/pods0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn range_start_skips_past_start_after_only_when_it_is_inside_the_range() {
+        assert_eq!(range_start("a/", Some("a/x")), b"a/x\0".to_vec());
+        assert_eq!(range_start("b/", Some("a/x")), b"b/".to_vec());
+        assert_eq!(range_start("a/", None), b"a/".to_vec());
+    }
+
+    #[test]
+    fn watch_lagged_is_found_behind_a_backend_error() {
+        let lagged = WatchLagged {
+            prefix: "/p/".into(),
+            buffer: 4,
+            resume_after: 9,
+        };
+        let err = Error::backend("watch", lagged.clone());
+        assert_eq!(err.watch_lagged(), Some(&lagged));
+        assert!(!err.is_compacted());
+    }
 }
