@@ -7,6 +7,7 @@
 
 pub mod fields;
 pub mod labels;
+pub mod managedfields;
 pub mod openapi_ext;
 pub mod strategicpatch;
 pub mod validation;
