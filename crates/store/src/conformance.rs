@@ -41,11 +41,7 @@ pub struct Fixture {
 impl Fixture {
     /// A fixture whose checks write under `prefix`; `keep` is dropped after the store.
     pub fn new(store: Arc<dyn Store>, prefix: &str, keep: impl Any + Send + Sync) -> Self {
-        Fixture {
-            store,
-            prefix: prefix.to_owned(),
-            _keep: Box::new(keep),
-        }
+        Fixture { store, prefix: prefix.to_owned(), _keep: Box::new(keep) }
     }
 
     fn key(&self, name: &str) -> String {
@@ -60,11 +56,7 @@ pub fn unique_prefix(name: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!(
-        "/krust-test/{name}-{}-{}-{nanos}/",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("/krust-test/{name}-{}-{}-{nanos}/", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Generates one `#[tokio::test]` per conformance check; `$fixture` is an expression
@@ -121,10 +113,7 @@ async fn events_through(stream: &mut WatchStream, last: Revision) -> Vec<Event> 
     loop {
         let event = next_event(stream).await;
         let revision = event.revision();
-        assert!(
-            revision <= last,
-            "watch skipped past revision {last} to {revision}"
-        );
+        assert!(revision <= last, "watch skipped past revision {last} to {revision}");
         events.push(event);
         if revision == last {
             return events;
@@ -151,17 +140,11 @@ async fn expect_watch_compacted(store: &dyn Store, prefix: &str, after: Revision
 }
 
 fn put(kv: &KeyValue, prev: Option<&KeyValue>) -> Event {
-    Event::Put {
-        kv: kv.clone(),
-        prev: prev.cloned(),
-    }
+    Event::Put { kv: kv.clone(), prev: prev.cloned() }
 }
 
 fn deleted(prev: &KeyValue, revision: Revision) -> Event {
-    Event::Delete {
-        prev: prev.clone(),
-        revision,
-    }
+    Event::Delete { prev: prev.clone(), revision }
 }
 
 /// Every write gets a revision above all earlier ones; failed writes get none.
@@ -193,10 +176,7 @@ pub async fn revisions_strictly_increase_with_every_write(fx: &Fixture) {
 
     let a3 = s.create(&fx.key("a"), b("3")).await.unwrap();
     assert!(a3.mod_revision > after_delete);
-    assert_eq!(
-        a3.create_revision, a3.mod_revision,
-        "a key created again starts a new incarnation"
-    );
+    assert_eq!(a3.create_revision, a3.mod_revision, "a key created again starts a new incarnation");
 }
 
 /// `create` never overwrites.
@@ -285,22 +265,14 @@ pub async fn range_returns_only_the_prefix_in_key_order_with_limit_and_more(fx: 
     for name in ["pods/c", "pod", "pods/a", "services/a", "pods/d", "podsx/e", "pods/b"] {
         written.insert(name, s.create(&fx.key(name), b(name)).await.unwrap());
     }
-    let pods: Vec<KeyValue> = ["pods/a", "pods/b", "pods/c", "pods/d"]
-        .iter()
-        .map(|n| written[n].clone())
-        .collect();
-    let all = s
-        .range(&fx.key("pods/"), RangeOptions::default())
-        .await
-        .unwrap();
+    let pods: Vec<KeyValue> =
+        ["pods/a", "pods/b", "pods/c", "pods/d"].iter().map(|n| written[n].clone()).collect();
+    let all = s.range(&fx.key("pods/"), RangeOptions::default()).await.unwrap();
     assert_eq!(all.kvs, pods);
     assert!(!all.more);
     assert_eq!(all.revision, s.current_revision().await.unwrap());
 
-    let limited = |limit| RangeOptions {
-        limit: Some(limit),
-        ..Default::default()
-    };
+    let limited = |limit| RangeOptions { limit: Some(limit), ..Default::default() };
     let two = s.range(&fx.key("pods/"), limited(2)).await.unwrap();
     assert_eq!(two.kvs, pods[..2]);
     assert!(two.more);
@@ -315,10 +287,7 @@ pub async fn range_returns_only_the_prefix_in_key_order_with_limit_and_more(fx: 
     let expected: Vec<String> = written.keys().map(|n| fx.key(n)).collect();
     assert_eq!(keys, expected);
 
-    let none = s
-        .range(&fx.key("nothing/"), RangeOptions::default())
-        .await
-        .unwrap();
+    let none = s.range(&fx.key("nothing/"), RangeOptions::default()).await.unwrap();
     assert!(none.kvs.is_empty() && !none.more);
 }
 
@@ -331,16 +300,7 @@ pub async fn range_pages_with_start_after_visit_every_key_once(fx: &Fixture) {
     for i in 0..25 {
         expected.push(s.create(&format!("{prefix}{i:03}"), b("x")).await.unwrap());
     }
-    let first = s
-        .range(
-            &prefix,
-            RangeOptions {
-                limit: Some(7),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let first = s.range(&prefix, RangeOptions { limit: Some(7), ..Default::default() }).await.unwrap();
     let at = first.revision;
     // Changes after the first page must not show in later pages read at its revision.
     s.create(&format!("{prefix}0001"), b("late")).await.unwrap();
@@ -373,23 +333,13 @@ pub async fn range_pages_with_start_after_visit_every_key_once(fx: &Fixture) {
     let from_before = s
         .range(
             &prefix,
-            RangeOptions {
-                start_after: Some(fx.key("a")),
-                revision: Some(at),
-                ..Default::default()
-            },
+            RangeOptions { start_after: Some(fx.key("a")), revision: Some(at), ..Default::default() },
         )
         .await
         .unwrap();
     assert_eq!(from_before.kvs.len(), 25, "start_after before the prefix");
     let from_after = s
-        .range(
-            &prefix,
-            RangeOptions {
-                start_after: Some(format!("{prefix}999")),
-                ..Default::default()
-            },
-        )
+        .range(&prefix, RangeOptions { start_after: Some(format!("{prefix}999")), ..Default::default() })
         .await
         .unwrap();
     assert!(from_after.kvs.is_empty() && !from_after.more);
@@ -414,27 +364,13 @@ pub async fn range_at_a_past_revision_sees_the_state_of_that_revision(fx: &Fixtu
         (c1.mod_revision, vec![a2.clone(), c1.clone()]),
     ];
     for (at, expected) in cases {
-        let read = s
-            .range(
-                &fx.prefix,
-                RangeOptions {
-                    revision: Some(at),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let read =
+            s.range(&fx.prefix, RangeOptions { revision: Some(at), ..Default::default() }).await.unwrap();
         assert_eq!(read.kvs, expected, "state at revision {at}");
         assert_eq!(read.revision, at);
     }
     let before = s
-        .range(
-            &fx.prefix,
-            RangeOptions {
-                revision: Some(a1.mod_revision - 1),
-                ..Default::default()
-            },
-        )
+        .range(&fx.prefix, RangeOptions { revision: Some(a1.mod_revision - 1), ..Default::default() })
         .await
         .unwrap();
     assert!(before.kvs.is_empty(), "nothing existed before the first write");
@@ -445,20 +381,8 @@ pub async fn range_at_a_future_revision_fails_with_future_revision(fx: &Fixture)
     let s = &*fx.store;
     s.create(&fx.key("a"), b("a")).await.unwrap();
     let current = s.current_revision().await.unwrap();
-    match s
-        .range(
-            &fx.prefix,
-            RangeOptions {
-                revision: Some(current + 1000),
-                ..Default::default()
-            },
-        )
-        .await
-    {
-        Err(Error::FutureRevision {
-            requested,
-            current: reported,
-        }) => {
+    match s.range(&fx.prefix, RangeOptions { revision: Some(current + 1000), ..Default::default() }).await {
+        Err(Error::FutureRevision { requested, current: reported }) => {
             assert_eq!(requested, current + 1000);
             assert!(reported >= current);
         }
@@ -468,9 +392,7 @@ pub async fn range_at_a_future_revision_fails_with_future_revision(fx: &Fixture)
 
 /// A watch from the past replays history in order, then continues with live writes;
 /// every event carries the previous value.
-pub async fn watch_replays_history_in_order_then_streams_live_events_with_prev_values(
-    fx: &Fixture,
-) {
+pub async fn watch_replays_history_in_order_then_streams_live_events_with_prev_values(fx: &Fixture) {
     let s = &*fx.store;
     let start = s.current_revision().await.unwrap();
     let a1 = s.create(&fx.key("a"), b("a1")).await.unwrap();
@@ -481,15 +403,7 @@ pub async fn watch_replays_history_in_order_then_streams_live_events_with_prev_v
 
     let mut watch = s.watch(&fx.prefix, start).await.unwrap();
     let replayed = events_through(&mut watch, b1.mod_revision).await;
-    assert_eq!(
-        replayed,
-        vec![
-            put(&a1, None),
-            put(&a2, Some(&a1)),
-            deleted(&a2, r_delete),
-            put(&b1, None),
-        ]
-    );
+    assert_eq!(replayed, vec![put(&a1, None), put(&a2, Some(&a1)), deleted(&a2, r_delete), put(&b1, None),]);
 
     let b2 = s.update(&fx.key("b"), b("b2"), b1.mod_revision).await.unwrap();
     assert_eq!(next_event(&mut watch).await, put(&b2, Some(&b1)));
@@ -523,10 +437,7 @@ pub async fn watch_from_every_retained_revision_replays_exactly_the_later_events
                 deleted(&prev, s.current_revision().await.unwrap())
             }
             Some(prev) => {
-                let kv = s
-                    .update(&key, b(&format!("v{i}")), prev.mod_revision)
-                    .await
-                    .unwrap();
+                let kv = s.update(&key, b(&format!("v{i}")), prev.mod_revision).await.unwrap();
                 live.insert(key, kv.clone());
                 put(&kv, Some(&prev))
             }
@@ -536,16 +447,8 @@ pub async fn watch_from_every_retained_revision_replays_exactly_the_later_events
     let last = all.last().map(Event::revision).unwrap();
     for after in start..last {
         let mut watch = s.watch(&fx.prefix, after).await.unwrap();
-        let expected: Vec<Event> = all
-            .iter()
-            .filter(|e| e.revision() > after)
-            .cloned()
-            .collect();
-        assert_eq!(
-            events_through(&mut watch, last).await,
-            expected,
-            "watch after {after}"
-        );
+        let expected: Vec<Event> = all.iter().filter(|e| e.revision() > after).cloned().collect();
+        assert_eq!(events_through(&mut watch, last).await, expected, "watch after {after}");
     }
     let mut at_head = s.watch(&fx.prefix, last).await.unwrap();
     assert_quiet(&mut at_head).await;
@@ -582,10 +485,8 @@ pub async fn watch_started_during_writes_has_no_gap_and_no_duplicate(fx: &Fixtur
         tasks.push(tokio::spawn(async move {
             let mut revisions = Vec::new();
             for i in 0..per_writer {
-                let kv = store
-                    .create(&format!("{prefix}{w}-{i}"), Bytes::from(vec![b'x'; 64]))
-                    .await
-                    .unwrap();
+                let kv =
+                    store.create(&format!("{prefix}{w}-{i}"), Bytes::from(vec![b'x'; 64])).await.unwrap();
                 revisions.push(kv.mod_revision);
             }
             revisions
@@ -604,11 +505,8 @@ pub async fn watch_started_during_writes_has_no_gap_and_no_duplicate(fx: &Fixtur
     revisions.sort_unstable();
     let last = *revisions.last().unwrap();
     for mut watch in watches {
-        let seen: Vec<Revision> = events_through(&mut watch, last)
-            .await
-            .iter()
-            .map(Event::revision)
-            .collect();
+        let seen: Vec<Revision> =
+            events_through(&mut watch, last).await.iter().map(Event::revision).collect();
         assert_eq!(seen, revisions);
     }
 }
@@ -628,14 +526,8 @@ pub async fn concurrent_compare_and_swap_loses_no_update(fx: &Fixture) {
             let mut current = store.get(&key).await.unwrap().unwrap();
             for _ in 0..increments {
                 loop {
-                    let n: u64 = std::str::from_utf8(&current.value)
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    match store
-                        .update(&key, b(&(n + 1).to_string()), current.mod_revision)
-                        .await
-                    {
+                    let n: u64 = std::str::from_utf8(&current.value).unwrap().parse().unwrap();
+                    match store.update(&key, b(&(n + 1).to_string()), current.mod_revision).await {
                         Ok(kv) => {
                             current = kv;
                             break;
@@ -680,15 +572,9 @@ pub async fn compacted_revisions_fail_range_and_watch_with_compacted(fx: &Fixtur
     s.compact(c).await.unwrap();
     assert_eq!(s.compacted_revision().await.unwrap(), c);
 
-    let at = |revision| RangeOptions {
-        revision: Some(revision),
-        ..Default::default()
-    };
+    let at = |revision| RangeOptions { revision: Some(revision), ..Default::default() };
     match s.range(&fx.prefix, at(a2.mod_revision)).await {
-        Err(Error::Compacted {
-            requested,
-            compacted,
-        }) => {
+        Err(Error::Compacted { requested, compacted }) => {
             assert_eq!(requested, a2.mod_revision);
             assert_eq!(compacted, c);
         }
@@ -699,10 +585,7 @@ pub async fn compacted_revisions_fail_range_and_watch_with_compacted(fx: &Fixtur
         vec![a2.clone(), b1.clone()],
         "the compacted revision itself stays readable"
     );
-    assert_eq!(
-        s.range(&fx.prefix, at(r_delete)).await.unwrap().kvs,
-        vec![a2.clone()]
-    );
+    assert_eq!(s.range(&fx.prefix, at(r_delete)).await.unwrap().kvs, vec![a2.clone()]);
 
     expect_watch_compacted(s, &fx.prefix, a1.mod_revision - 1).await;
     expect_watch_compacted(s, &fx.prefix, c - 1).await;
@@ -736,10 +619,7 @@ pub async fn compaction_keeps_the_current_value_of_every_live_key(fx: &Fixture) 
         for i in (0..50).step_by(3) {
             let key = fx.key(&format!("obj/{i:02}"));
             let prev = &live[&key];
-            let kv = s
-                .update(&key, b(&format!("{i}-{round}")), prev.mod_revision)
-                .await
-                .unwrap();
+            let kv = s.update(&key, b(&format!("{i}-{round}")), prev.mod_revision).await.unwrap();
             live.insert(key, kv);
         }
     }
@@ -789,10 +669,7 @@ pub async fn a_watcher_that_falls_behind_is_ended_with_watch_lagged(fx: &Fixture
         match tokio::time::timeout(EVENT_TIMEOUT, slow.next()).await {
             Ok(Some(Ok(event))) => delivered.push(event.revision()),
             Ok(Some(Err(e))) => {
-                break e
-                    .watch_lagged()
-                    .cloned()
-                    .unwrap_or_else(|| panic!("expected WatchLagged, got {e}"));
+                break e.watch_lagged().cloned().unwrap_or_else(|| panic!("expected WatchLagged, got {e}"));
             }
             other => panic!("expected events then WatchLagged, got {other:?}"),
         }
@@ -804,10 +681,7 @@ pub async fn a_watcher_that_falls_behind_is_ended_with_watch_lagged(fx: &Fixture
     assert!(slow.next().await.is_none(), "the error is the last item");
 
     let mut resumed = s.watch(&fx.prefix, lagged.resume_after).await.unwrap();
-    let rest: Vec<Revision> = events_through(&mut resumed, *revisions.last().unwrap())
-        .await
-        .iter()
-        .map(Event::revision)
-        .collect();
+    let rest: Vec<Revision> =
+        events_through(&mut resumed, *revisions.last().unwrap()).await.iter().map(Event::revision).collect();
     assert_eq!(rest, revisions[delivered.len()..]);
 }

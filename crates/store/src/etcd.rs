@@ -29,14 +29,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures::StreamExt;
 
 use crate::{
-    Error, Event, KeyValue, RangeOptions, RangeResult, Result, Revision, Store, WatchStream,
-    effective_limit, prefix_end, range_start,
+    Error, Event, KeyValue, RangeOptions, RangeResult, Result, Revision, Store, WatchStream, effective_limit,
+    prefix_end, range_start,
 };
 
 /// The message etcd puts in a gRPC status for a read below the compacted revision.
@@ -82,11 +82,7 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| Error::backend(format!("connecting to etcd at {endpoints:?}"), e))?;
-        let store = EtcdStore {
-            client,
-            prefix: prefix.to_owned(),
-            compacted: Arc::new(AtomicI64::new(0)),
-        };
+        let store = EtcdStore { client, prefix: prefix.to_owned(), compacted: Arc::new(AtomicI64::new(0)) };
         store.current_revision().await?;
         Ok(store)
     }
@@ -112,11 +108,7 @@ impl EtcdStore {
 
     /// A key to aim revision-only requests at: any key will do, none needs to exist.
     fn probe_key(&self) -> Vec<u8> {
-        if self.prefix.is_empty() {
-            vec![0]
-        } else {
-            self.prefix.as_bytes().to_vec()
-        }
+        if self.prefix.is_empty() { vec![0] } else { self.prefix.as_bytes().to_vec() }
     }
 
     /// The end of the etcd key range holding every key under `prefix`.
@@ -137,10 +129,7 @@ impl EtcdStore {
             Err(e) => match classify(e) {
                 Failure::Compacted => Ok(false),
                 Failure::Future => Ok(true),
-                Failure::Other(e) => Err(Error::backend(
-                    format!("probing etcd for revision {revision}"),
-                    e,
-                )),
+                Failure::Other(e) => Err(Error::backend(format!("probing etcd for revision {revision}"), e)),
             },
         }
     }
@@ -168,10 +157,7 @@ impl EtcdStore {
 
     async fn compacted_error(&self, requested: Revision) -> Error {
         match self.find_compacted().await {
-            Ok(compacted) => Error::Compacted {
-                requested,
-                compacted,
-            },
+            Ok(compacted) => Error::Compacted { requested, compacted },
             Err(e) => e,
         }
     }
@@ -184,17 +170,13 @@ impl EtcdStore {
     }
 
     fn to_kv(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue> {
-        let key = kv
-            .key()
-            .strip_prefix(self.prefix.as_bytes())
-            .ok_or_else(|| {
-                Error::backend(
-                    "decoding a key read from etcd",
-                    format!("key outside the prefix {:?}", self.prefix),
-                )
-            })?;
-        let key = std::str::from_utf8(key)
-            .map_err(|e| Error::backend("decoding a key read from etcd", e))?;
+        let key = kv.key().strip_prefix(self.prefix.as_bytes()).ok_or_else(|| {
+            Error::backend(
+                "decoding a key read from etcd",
+                format!("key outside the prefix {:?}", self.prefix),
+            )
+        })?;
+        let key = std::str::from_utf8(key).map_err(|e| Error::backend("decoding a key read from etcd", e))?;
         Ok(KeyValue {
             key: key.to_owned(),
             value: Bytes::copy_from_slice(kv.value()),
@@ -219,10 +201,7 @@ impl EtcdStore {
         });
         Ok(match current {
             None => Error::NotFound { key: key.into() },
-            Some(kv) => Error::Conflict {
-                key: key.into(),
-                current: Box::new(self.to_kv(&kv)?),
-            },
+            Some(kv) => Error::Conflict { key: key.into(), current: Box::new(self.to_kv(&kv)?) },
         })
     }
 }
@@ -256,16 +235,9 @@ impl Store for EtcdStore {
                 // etcd reads revision 0 as "now"; the state before the first write is empty.
                 let compacted = self.find_compacted().await?;
                 if revision < compacted {
-                    return Err(Error::Compacted {
-                        requested: revision,
-                        compacted,
-                    });
+                    return Err(Error::Compacted { requested: revision, compacted });
                 }
-                return Ok(RangeResult {
-                    kvs: Vec::new(),
-                    more: false,
-                    revision,
-                });
+                return Ok(RangeResult { kvs: Vec::new(), more: false, revision });
             }
             options = options.with_revision(revision);
         }
@@ -285,20 +257,12 @@ impl Store for EtcdStore {
                 });
             }
         };
-        let kvs = resp
-            .kvs()
-            .iter()
-            .map(|kv| self.to_kv(kv))
-            .collect::<Result<Vec<_>>>()?;
+        let kvs = resp.kvs().iter().map(|kv| self.to_kv(kv)).collect::<Result<Vec<_>>>()?;
         let revision = match opts.revision {
             Some(revision) => revision,
             None => header_revision(resp.header(), &what)?,
         };
-        Ok(RangeResult {
-            kvs,
-            more: resp.more(),
-            revision,
-        })
+        Ok(RangeResult { kvs, more: resp.more(), revision })
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
@@ -311,12 +275,7 @@ impl Store for EtcdStore {
             return Err(Error::AlreadyExists { key: key.into() });
         }
         let revision = header_revision(resp.header(), "creating a key in etcd")?;
-        Ok(KeyValue {
-            key: key.into(),
-            value,
-            create_revision: revision,
-            mod_revision: revision,
-        })
+        Ok(KeyValue { key: key.into(), value, create_revision: revision, mod_revision: revision })
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
@@ -326,11 +285,7 @@ impl Store for EtcdStore {
                 Compare::version(full.clone(), CompareOp::Greater, 0),
                 Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
             ])
-            .and_then([TxnOp::put(
-                full.clone(),
-                value.to_vec(),
-                Some(PutOptions::new().with_prev_key()),
-            )])
+            .and_then([TxnOp::put(full.clone(), value.to_vec(), Some(PutOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(full, None)]);
         let resp = self.txn(key, txn).await?;
         if !resp.succeeded() {
@@ -350,30 +305,18 @@ impl Store for EtcdStore {
                     "etcd did not return the previous value",
                 )
             })?;
-        Ok(KeyValue {
-            key: key.into(),
-            value,
-            create_revision,
-            mod_revision: revision,
-        })
+        Ok(KeyValue { key: key.into(), value, create_revision, mod_revision: revision })
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
         let full = self.full_key(key);
         let mut conditions = vec![Compare::version(full.clone(), CompareOp::Greater, 0)];
         if let Some(expected) = expected {
-            conditions.push(Compare::mod_revision(
-                full.clone(),
-                CompareOp::Equal,
-                expected,
-            ));
+            conditions.push(Compare::mod_revision(full.clone(), CompareOp::Equal, expected));
         }
         let txn = Txn::new()
             .when(conditions)
-            .and_then([TxnOp::delete(
-                full.clone(),
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
+            .and_then([TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(full, None)]);
         let resp = self.txn(key, txn).await?;
         if !resp.succeeded() {
@@ -395,10 +338,7 @@ impl Store for EtcdStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let known = self.compacted.load(Ordering::SeqCst);
         if after < known {
-            return Err(Error::Compacted {
-                requested: after,
-                compacted: known,
-            });
+            return Err(Error::Compacted { requested: after, compacted: known });
         }
         // etcd would replay from a start revision equal to its compacted revision, while
         // the contract needs the revision `after` itself to be kept: a read at `after`
@@ -421,10 +361,7 @@ impl Store for EtcdStore {
             Ok(Some(resp)) if resp.created() && !resp.canceled() => {}
             Ok(Some(resp)) if resp.compact_revision() > 0 => {
                 self.learn_compacted(resp.compact_revision());
-                return Err(Error::Compacted {
-                    requested: after,
-                    compacted: resp.compact_revision(),
-                });
+                return Err(Error::Compacted { requested: after, compacted: resp.compact_revision() });
             }
             Ok(Some(resp)) => {
                 return Err(Error::backend(
@@ -444,9 +381,7 @@ impl Store for EtcdStore {
         }
         let state = WatchState {
             stream,
-            decoder: Decoder {
-                prefix: self.prefix.clone(),
-            },
+            decoder: Decoder { prefix: self.prefix.clone() },
             watched: prefix.to_owned(),
             compacted: self.compacted.clone(),
             cursor: after,
@@ -483,10 +418,9 @@ impl Store for EtcdStore {
                 // Someone compacted at or beyond `revision` already: nothing left to do.
                 Failure::Compacted => Ok(()),
                 Failure::Future => Err(self.future_error(revision).await),
-                Failure::Other(e) => Err(Error::backend(
-                    format!("compacting etcd at revision {revision}"),
-                    e,
-                )),
+                Failure::Other(e) => {
+                    Err(Error::backend(format!("compacting etcd at revision {revision}"), e))
+                }
             },
         }
     }
@@ -519,17 +453,11 @@ impl Decoder {
 
     fn event(&self, event: &etcd_client::Event) -> Result<Event> {
         let kv = event.kv().ok_or_else(|| {
-            Error::backend(
-                "decoding a watch event from etcd",
-                "the event has no key-value",
-            )
+            Error::backend("decoding a watch event from etcd", "the event has no key-value")
         })?;
         let prev = event.prev_kv().map(|p| self.kv(p)).transpose()?;
         match event.event_type() {
-            EventType::Put => Ok(Event::Put {
-                kv: self.kv(kv)?,
-                prev,
-            }),
+            EventType::Put => Ok(Event::Put { kv: self.kv(kv)?, prev }),
             EventType::Delete => Ok(Event::Delete {
                 prev: prev.ok_or_else(|| {
                     Error::backend(
@@ -569,12 +497,8 @@ async fn next_event(mut st: WatchState) -> Option<(Result<Event>, WatchState)> {
         }
         let failure = match st.stream.message().await {
             Ok(Some(resp)) if resp.compact_revision() > 0 => {
-                st.compacted
-                    .fetch_max(resp.compact_revision(), Ordering::SeqCst);
-                Error::Compacted {
-                    requested: st.cursor,
-                    compacted: resp.compact_revision(),
-                }
+                st.compacted.fetch_max(resp.compact_revision(), Ordering::SeqCst);
+                Error::Compacted { requested: st.cursor, compacted: resp.compact_revision() }
             }
             Ok(Some(resp)) if resp.canceled() => Error::backend(
                 format!("watching {:?} in etcd", st.watched),
@@ -592,10 +516,9 @@ async fn next_event(mut st: WatchState) -> Option<(Result<Event>, WatchState)> {
                 }
                 continue;
             }
-            Ok(None) => Error::backend(
-                format!("watching {:?} in etcd", st.watched),
-                "etcd closed the watch stream",
-            ),
+            Ok(None) => {
+                Error::backend(format!("watching {:?} in etcd", st.watched), "etcd closed the watch stream")
+            }
             Err(e) => Error::backend(format!("watching {:?} in etcd", st.watched), e),
         };
         st.done = true;

@@ -30,11 +30,7 @@ struct Watcher {
 impl Hub {
     /// A hub whose history ends at `revision`; each watcher buffers up to `buffer` events.
     pub(crate) fn new(revision: Revision, buffer: usize) -> Self {
-        Hub {
-            revision,
-            buffer: buffer.max(1),
-            watchers: Vec::new(),
-        }
+        Hub { revision, buffer: buffer.max(1), watchers: Vec::new() }
     }
 
     /// Registers a live watcher for keys under `prefix`. It receives every event published
@@ -42,10 +38,7 @@ impl Hub {
     pub(crate) fn subscribe(&mut self, prefix: &str) -> (Revision, mpsc::Receiver<Result<Event>>) {
         // One slot more than the buffer: the last slot carries the lag error.
         let (tx, rx) = mpsc::channel(self.buffer + 1);
-        self.watchers.push(Watcher {
-            prefix: prefix.to_owned(),
-            tx,
-        });
+        self.watchers.push(Watcher { prefix: prefix.to_owned(), tx });
         (self.revision, rx)
     }
 
@@ -60,15 +53,9 @@ impl Hub {
             }
             for event in events.iter().filter(|e| e.key().starts_with(&w.prefix)) {
                 if w.tx.capacity() <= 1 {
-                    let lagged = WatchLagged {
-                        prefix: w.prefix.clone(),
-                        buffer,
-                        resume_after: event.revision() - 1,
-                    };
-                    let err = Error::backend(
-                        format!("watch on prefix {:?} ended", w.prefix),
-                        lagged,
-                    );
+                    let lagged =
+                        WatchLagged { prefix: w.prefix.clone(), buffer, resume_after: event.revision() - 1 };
+                    let err = Error::backend(format!("watch on prefix {:?} ended", w.prefix), lagged);
                     // Capacity was checked just above and only the hub sends, under its
                     // lock, so this cannot fail for want of room.
                     let _ = w.tx.try_send(Err(err));
@@ -101,9 +88,8 @@ pub(crate) struct Page {
 /// Reads history of one prefix: the events with revision in `(after, up_to]`, possibly
 /// only the first part of them. Fails with [`Error::Compacted`] when part of that range
 /// was compacted away.
-pub(crate) type ReplayFn = Box<
-    dyn FnMut(Revision, Revision) -> Pin<Box<dyn Future<Output = Result<Page>> + Send>> + Send,
->;
+pub(crate) type ReplayFn =
+    Box<dyn FnMut(Revision, Revision) -> Pin<Box<dyn Future<Output = Result<Page>> + Send>> + Send>;
 
 struct State {
     replay: Option<ReplayFn>,
@@ -217,7 +203,7 @@ mod tests {
     async fn the_stream_replays_then_continues_live_without_duplicates() {
         let mut hub = Hub::new(3, 8);
         let (up_to, live) = hub.subscribe("/a/");
-        let history = vec![put("/a/1", 1), put("/a/2", 2), put("/a/3", 3)];
+        let history = [put("/a/1", 1), put("/a/2", 2), put("/a/3", 3)];
         let replay: ReplayFn = Box::new(move |after, up_to| {
             let events: Vec<Event> = history
                 .iter()

@@ -158,10 +158,7 @@ impl Error {
         context: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Error::Backend {
-            context: context.into(),
-            source: source.into(),
-        }
+        Error::Backend { context: context.into(), source: source.into() }
     }
 }
 
@@ -273,11 +270,7 @@ mod tests {
 
     #[test]
     fn watch_lagged_is_found_behind_a_backend_error() {
-        let lagged = WatchLagged {
-            prefix: "/p/".into(),
-            buffer: 4,
-            resume_after: 9,
-        };
+        let lagged = WatchLagged { prefix: "/p/".into(), buffer: 4, resume_after: 9 };
         let err = Error::backend("watch", lagged.clone());
         assert_eq!(err.watch_lagged(), Some(&lagged));
         assert!(!err.is_compacted());

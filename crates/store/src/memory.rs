@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use crate::fanout::{self, Hub, Page, ReplayFn};
 use crate::{
-    Error, Event, KeyValue, RangeOptions, RangeResult, Result, Revision, Store, WatchStream,
-    effective_limit, range_start,
+    Error, Event, KeyValue, RangeOptions, RangeResult, Result, Revision, Store, WatchStream, effective_limit,
+    range_start,
 };
 
 /// Events a watcher may have pending before it is ended with [`crate::WatchLagged`].
@@ -104,26 +104,17 @@ impl Inner {
 
     fn check_readable(&self, revision: Revision) -> Result<()> {
         if revision < self.compacted {
-            return Err(Error::Compacted {
-                requested: revision,
-                compacted: self.compacted,
-            });
+            return Err(Error::Compacted { requested: revision, compacted: self.compacted });
         }
         if revision > self.revision {
-            return Err(Error::FutureRevision {
-                requested: revision,
-                current: self.revision,
-            });
+            return Err(Error::FutureRevision { requested: revision, current: self.revision });
         }
         Ok(())
     }
 
     fn replay(&self, prefix: &str, after: Revision, up_to: Revision) -> Result<Page> {
         if after < self.compacted {
-            return Err(Error::Compacted {
-                requested: after,
-                compacted: self.compacted,
-            });
+            return Err(Error::Compacted { requested: after, compacted: self.compacted });
         }
         let start = self.log.partition_point(|e| e.revision() <= after);
         let mut events = Vec::new();
@@ -154,8 +145,7 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let at = opts.revision.unwrap_or(inner.revision);
         inner.check_readable(at)?;
-        let start = String::from_utf8_lossy(&range_start(prefix, opts.start_after.as_deref()))
-            .into_owned();
+        let start = String::from_utf8_lossy(&range_start(prefix, opts.start_after.as_deref())).into_owned();
         let limit = effective_limit(opts.limit);
         let mut kvs = Vec::new();
         let mut more = false;
@@ -172,11 +162,7 @@ impl Store for MemoryStore {
                 kvs.push(kv.clone());
             }
         }
-        Ok(RangeResult {
-            kvs,
-            more,
-            revision: at,
-        })
+        Ok(RangeResult { kvs, more, revision: at })
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
@@ -185,16 +171,8 @@ impl Store for MemoryStore {
             return Err(Error::AlreadyExists { key: key.into() });
         }
         let rev = inner.revision + 1;
-        let kv = KeyValue {
-            key: key.into(),
-            value,
-            create_revision: rev,
-            mod_revision: rev,
-        };
-        let event = Event::Put {
-            kv: kv.clone(),
-            prev: None,
-        };
+        let kv = KeyValue { key: key.into(), value, create_revision: rev, mod_revision: rev };
+        let event = Event::Put { kv: kv.clone(), prev: None };
         inner.commit(key, Version::Put(kv.clone()), event);
         Ok(kv)
     }
@@ -205,22 +183,12 @@ impl Store for MemoryStore {
             return Err(Error::NotFound { key: key.into() });
         };
         if current.mod_revision != expected {
-            return Err(Error::Conflict {
-                key: key.into(),
-                current: Box::new(current),
-            });
+            return Err(Error::Conflict { key: key.into(), current: Box::new(current) });
         }
         let rev = inner.revision + 1;
-        let kv = KeyValue {
-            key: key.into(),
-            value,
-            create_revision: current.create_revision,
-            mod_revision: rev,
-        };
-        let event = Event::Put {
-            kv: kv.clone(),
-            prev: Some(current),
-        };
+        let kv =
+            KeyValue { key: key.into(), value, create_revision: current.create_revision, mod_revision: rev };
+        let event = Event::Put { kv: kv.clone(), prev: Some(current) };
         inner.commit(key, Version::Put(kv.clone()), event);
         Ok(kv)
     }
@@ -231,16 +199,10 @@ impl Store for MemoryStore {
             return Err(Error::NotFound { key: key.into() });
         };
         if expected.is_some_and(|e| e != current.mod_revision) {
-            return Err(Error::Conflict {
-                key: key.into(),
-                current: Box::new(current),
-            });
+            return Err(Error::Conflict { key: key.into(), current: Box::new(current) });
         }
         let rev = inner.revision + 1;
-        let event = Event::Delete {
-            prev: current.clone(),
-            revision: rev,
-        };
+        let event = Event::Delete { prev: current.clone(), revision: rev };
         inner.commit(key, Version::Deleted(rev), event);
         Ok(current)
     }
@@ -249,10 +211,7 @@ impl Store for MemoryStore {
         let (up_to, live) = {
             let mut inner = self.lock();
             if after < inner.compacted {
-                return Err(Error::Compacted {
-                    requested: after,
-                    compacted: inner.compacted,
-                });
+                return Err(Error::Compacted { requested: after, compacted: inner.compacted });
             }
             inner.hub.subscribe(prefix)
         };
@@ -276,10 +235,7 @@ impl Store for MemoryStore {
     async fn compact(&self, revision: Revision) -> Result<()> {
         let mut inner = self.lock();
         if revision > inner.revision {
-            return Err(Error::FutureRevision {
-                requested: revision,
-                current: inner.revision,
-            });
+            return Err(Error::FutureRevision { requested: revision, current: inner.revision });
         }
         if revision <= inner.compacted {
             return Ok(());

@@ -28,14 +28,9 @@ async fn etcd() -> Etcd {
         Ok(e) if !e.is_empty() => Some(EXTERNAL_ETCD.lock().await),
         _ => None,
     };
-    let (endpoint, server) = etcd_server::endpoint()
-        .await
-        .unwrap_or_else(|e| panic!("no etcd to test against: {e}"));
-    Etcd {
-        endpoint,
-        _server: server,
-        _turn: turn,
-    }
+    let (endpoint, server) =
+        etcd_server::endpoint().await.unwrap_or_else(|e| panic!("no etcd to test against: {e}"));
+    Etcd { endpoint, _server: server, _turn: turn }
 }
 
 async fn connect(etcd: &Etcd, prefix: &str) -> EtcdStore {
@@ -61,25 +56,13 @@ async fn compacted_revision_is_found_when_another_client_compacted() {
     let first = compactor.create("/a", Bytes::from_static(b"1")).await.unwrap();
     let mut last = first.clone();
     for i in 0..20 {
-        last = compactor
-            .update("/a", Bytes::from(format!("{i}")), last.mod_revision)
-            .await
-            .unwrap();
+        last = compactor.update("/a", Bytes::from(format!("{i}")), last.mod_revision).await.unwrap();
     }
     let c = first.mod_revision + 7;
     compactor.compact(c).await.unwrap();
 
     assert_eq!(observer.compacted_revision().await.unwrap(), c);
-    match observer
-        .range(
-            "/",
-            RangeOptions {
-                revision: Some(c - 1),
-                ..Default::default()
-            },
-        )
-        .await
-    {
+    match observer.range("/", RangeOptions { revision: Some(c - 1), ..Default::default() }).await {
         Err(Error::Compacted { compacted, .. }) => assert_eq!(compacted, c),
         other => panic!("expected Compacted, got {other:?}"),
     }
@@ -114,11 +97,7 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
 
 #[tokio::test]
 async fn connecting_where_no_etcd_listens_fails_with_a_backend_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let endpoints = [format!("http://127.0.0.1:{port}")];
     match EtcdStore::connect(&endpoints, "/x").await {
         Err(Error::Backend { .. }) => {}

@@ -17,9 +17,7 @@ use store::{Error, KeyValue, RangeOptions, Store};
 const MIB: u64 = 1 << 20;
 
 async fn open(dir: &tempfile::TempDir, config: Config) -> SqliteStore {
-    SqliteStore::open_with(&dir.path().join("store.db"), config)
-        .await
-        .unwrap()
+    SqliteStore::open_with(&dir.path().join("store.db"), config).await.unwrap()
 }
 
 async fn fixture() -> Fixture {
@@ -41,10 +39,7 @@ fn footprint(db: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_sqlite_watcher_is_ended_with_watch_lagged() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        watch_buffer: 16,
-        ..Config::default()
-    };
+    let config = Config { watch_buffer: 16, ..Config::default() };
     let store = open(&dir, config).await;
     let fixture = Fixture::new(Arc::new(store), "/registry/", dir);
     conformance::a_watcher_that_falls_behind_is_ended_with_watch_lagged(&fixture, 16).await;
@@ -91,11 +86,7 @@ fn value_of(key: &str, version: u32) -> Bytes {
 async fn compaction_after_thousands_of_writes_keeps_every_live_object_intact() {
     let dir = tempfile::tempdir().unwrap();
     // Small retention so that automatic compaction runs many times during the test.
-    let config = Config {
-        retain_revisions: Some(500),
-        compaction_step: 100,
-        ..Config::default()
-    };
+    let config = Config { retain_revisions: Some(500), compaction_step: 100, ..Config::default() };
     let store = Arc::new(open(&dir, config.clone()).await);
     let keys = 3_000;
     let mut tasks = Vec::new();
@@ -108,10 +99,7 @@ async fn compaction_after_thousands_of_writes_keeps_every_live_object_intact() {
                 let mut kv = store.create(&key, value_of(&key, 0)).await.unwrap();
                 if i % 7 == 0 {
                     for version in 1..=5 {
-                        kv = store
-                            .update(&key, value_of(&key, version), kv.mod_revision)
-                            .await
-                            .unwrap();
+                        kv = store.update(&key, value_of(&key, version), kv.mod_revision).await.unwrap();
                     }
                 }
                 if i % 11 == 0 {
@@ -132,10 +120,7 @@ async fn compaction_after_thousands_of_writes_keeps_every_live_object_intact() {
     store.compact(current).await.unwrap();
 
     let check = |store: Arc<SqliteStore>, live: BTreeMap<String, KeyValue>| async move {
-        let listed = store
-            .range("/registry/pods/", RangeOptions::default())
-            .await
-            .unwrap();
+        let listed = store.range("/registry/pods/", RangeOptions::default()).await.unwrap();
         assert_eq!(listed.kvs.len(), live.len());
         for kv in &listed.kvs {
             assert_eq!(live.get(&kv.key), Some(kv), "listed {}", kv.key);
@@ -145,9 +130,7 @@ async fn compaction_after_thousands_of_writes_keeps_every_live_object_intact() {
         }
     };
     check(store.clone(), live.clone()).await;
-    let Ok(store) = Arc::try_unwrap(store) else {
-        panic!("the store is still shared")
-    };
+    let Ok(store) = Arc::try_unwrap(store) else { panic!("the store is still shared") };
     store.close().await.unwrap();
     let reopened = Arc::new(open(&dir, config).await);
     check(reopened, live).await;
@@ -159,10 +142,7 @@ async fn reopening_keeps_data_the_compacted_revision_and_a_rising_revision_count
     let store = open(&dir, Config::default()).await;
     let a = store.create("/registry/a", Bytes::from_static(b"a")).await.unwrap();
     let b = store.create("/registry/b", Bytes::from_static(b"b")).await.unwrap();
-    let b2 = store
-        .update("/registry/b", Bytes::from_static(b"b2"), b.mod_revision)
-        .await
-        .unwrap();
+    let b2 = store.update("/registry/b", Bytes::from_static(b"b2"), b.mod_revision).await.unwrap();
     store.create("/registry/c", Bytes::from_static(b"c")).await.unwrap();
     // The newest write is a deletion: compaction removes its row, so only the persisted
     // counter remembers the newest revision.
@@ -177,31 +157,16 @@ async fn reopening_keeps_data_the_compacted_revision_and_a_rising_revision_count
     assert_eq!(store.get("/registry/a").await.unwrap(), Some(a));
     assert_eq!(store.get("/registry/b").await.unwrap(), Some(b2.clone()));
     assert_eq!(store.get("/registry/c").await.unwrap(), None);
-    match store
-        .range(
-            "/registry/",
-            RangeOptions {
-                revision: Some(head - 1),
-                ..Default::default()
-            },
-        )
-        .await
-    {
+    match store.range("/registry/", RangeOptions { revision: Some(head - 1), ..Default::default() }).await {
         Err(Error::Compacted { compacted, .. }) => assert_eq!(compacted, head),
         other => panic!("expected Compacted after reopening, got {other:?}"),
     }
-    assert!(matches!(
-        store.watch("/registry/", head - 1).await,
-        Err(Error::Compacted { .. })
-    ));
+    assert!(matches!(store.watch("/registry/", head - 1).await, Err(Error::Compacted { .. })));
     let mut watch = store.watch("/registry/", head).await.unwrap();
     let d = store.create("/registry/d", Bytes::from_static(b"d")).await.unwrap();
     assert_eq!(d.mod_revision, head + 1, "the counter continues upward");
     assert_eq!(watch.next().await.unwrap().unwrap().revision(), head + 1);
-    let b3 = store
-        .update("/registry/b", Bytes::from_static(b"b3"), b2.mod_revision)
-        .await
-        .unwrap();
+    let b3 = store.update("/registry/b", Bytes::from_static(b"b3"), b2.mod_revision).await.unwrap();
     assert_eq!(b3.create_revision, b.create_revision);
 }
 
@@ -228,29 +193,23 @@ async fn every_acknowledged_write_survives_kill_9_of_the_writer() {
             let key = parts.next().unwrap().to_owned();
             let revision: i64 = parts.next().unwrap().parse().unwrap();
             acked.push((key, revision));
-            if acked.len() == 500 {
-                if let Some(mut child) = kill_after.take() {
-                    child.kill().unwrap(); // SIGKILL, by PID
-                    let status = child.wait().unwrap();
-                    assert!(!status.success(), "the writer was killed: {status}");
-                }
+            if acked.len() == 500
+                && let Some(mut child) = kill_after.take()
+            {
+                child.kill().unwrap(); // SIGKILL, by PID
+                let status = child.wait().unwrap();
+                assert!(!status.success(), "the writer was killed: {status}");
             }
         }
         assert!(kill_after.is_none(), "the writer ended before it was killed");
         acked
     });
-    let acked = tokio::task::spawn_blocking(move || reader.join().unwrap())
-        .await
-        .unwrap();
+    let acked = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
     assert!(acked.len() >= 500);
 
     let store = SqliteStore::open(&db).await.unwrap();
     for (key, revision) in &acked {
-        let kv = store
-            .get(key)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged key {key} was lost"));
+        let kv = store.get(key).await.unwrap().unwrap_or_else(|| panic!("acknowledged key {key} was lost"));
         assert_eq!(kv.value, Bytes::from(format!("value of {key}")));
         assert_eq!(kv.mod_revision, *revision);
     }

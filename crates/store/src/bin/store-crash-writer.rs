@@ -29,11 +29,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         return Err("usage: store-crash-writer DB_PATH COUNT".into());
     };
     let path = PathBuf::from(path);
-    let count: usize = count
-        .to_str()
-        .ok_or("COUNT is not UTF-8")?
-        .parse()
-        .map_err(|e| format!("COUNT: {e}"))?;
+    let count: usize =
+        count.to_str().ok_or("COUNT is not UTF-8")?.parse().map_err(|e| format!("COUNT: {e}"))?;
     let store = Arc::new(SqliteStore::open(&path).await?);
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {

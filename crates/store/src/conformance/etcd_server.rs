@@ -31,10 +31,10 @@ pub struct TestEtcd {
 /// Where tests find etcd: an endpoint from [`ENDPOINT_ENV`], or one started for them
 /// (kept alive by the returned handle).
 pub async fn endpoint() -> io::Result<(String, Option<TestEtcd>)> {
-    if let Ok(endpoint) = std::env::var(ENDPOINT_ENV) {
-        if !endpoint.is_empty() {
-            return Ok((endpoint, None));
-        }
+    if let Ok(endpoint) = std::env::var(ENDPOINT_ENV)
+        && !endpoint.is_empty()
+    {
+        return Ok((endpoint, None));
     }
     let etcd = TestEtcd::start().await?;
     Ok((etcd.endpoint().to_owned(), Some(etcd)))
@@ -102,12 +102,7 @@ impl TestEtcd {
                     io::Error::new(e.kind(), format!("starting {binary:?}: {e}"))
                 }
             })?;
-        let mut etcd = TestEtcd {
-            child,
-            endpoint: client,
-            log,
-            _dir: dir,
-        };
+        let mut etcd = TestEtcd { child, endpoint: client, log, _dir: dir };
         etcd.wait_ready().await?;
         Ok(etcd)
     }
@@ -122,15 +117,12 @@ impl TestEtcd {
                 )));
             }
             let endpoints = [self.endpoint.clone()];
-            let probe = tokio::time::timeout(
-                Duration::from_secs(2),
-                EtcdStore::connect(&endpoints, ""),
-            )
-            .await;
-            if let Ok(Ok(store)) = probe {
-                if store.current_revision().await.is_ok() {
-                    return Ok(());
-                }
+            let probe =
+                tokio::time::timeout(Duration::from_secs(2), EtcdStore::connect(&endpoints, "")).await;
+            if let Ok(Ok(store)) = probe
+                && store.current_revision().await.is_ok()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
