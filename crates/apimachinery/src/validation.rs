@@ -222,6 +222,128 @@ pub fn is_valid_path_segment_prefix(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Checks a ConfigMap or Secret data key: at most 253 of alphanumerics, `-`, `_`,
+/// `.`, and not `.`, `..` or starting with `..`.
+pub fn is_config_map_key(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
+        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
+    }
+    let ok = !value.is_empty()
+        && value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !ok {
+        errs.push(regex_error(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            "[-._a-zA-Z0-9]+",
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
+    }
+    errs.extend(has_ch_dir_prefix(value));
+    errs
+}
+
+fn has_ch_dir_prefix(value: &str) -> Option<String> {
+    match value {
+        "." => Some("must not be '.'".into()),
+        ".." => Some("must not be '..'".into()),
+        v if v.starts_with("..") => Some("must not start with '..'".into()),
+        _ => None,
+    }
+}
+
+/// Checks an environment variable name: `[-._a-zA-Z][-._a-zA-Z0-9]*`, and not `.`,
+/// `..` or starting with `..`.
+pub fn is_env_var_name(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let b = value.as_bytes();
+    let ok = b.first().is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'-' | b'.' | b'_'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+    if !ok {
+        errs.push(regex_error(
+            "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit",
+            "[-._a-zA-Z][-._a-zA-Z0-9]*",
+            &["my.env-name", "MY_ENV.NAME", "MyEnvName1"],
+        ));
+    }
+    errs.extend(has_ch_dir_prefix(value));
+    errs
+}
+
+/// Checks a C identifier: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_c_identifier(value: &str) -> Vec<String> {
+    let b = value.as_bytes();
+    let ok = b.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    if ok {
+        return Vec::new();
+    }
+    vec![regex_error(
+        "a valid C identifier must start with alphabetic character or '_', followed by a string of alphanumeric characters or '_'",
+        "[A-Za-z_][A-Za-z0-9_]*",
+        &["my_name", "MY_NAME", "MyName"],
+    )]
+}
+
+/// "must be between LO and HI, inclusive".
+pub fn inclusive_range_error(lo: i64, hi: i64) -> String {
+    format!("must be between {lo} and {hi}, inclusive")
+}
+
+/// Checks a port number is within 1..=65535.
+pub fn is_valid_port_num(port: i64) -> Vec<String> {
+    if (1..=65535).contains(&port) {
+        return Vec::new();
+    }
+    vec![inclusive_range_error(1, 65535)]
+}
+
+/// Checks a named port (IANA service name): at most 15 lower-case alphanumerics or
+/// `-`, with a letter, no `--`, not starting or ending with `-`.
+pub fn is_valid_port_name(port: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if port.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if port.is_empty() || !port.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+    }
+    if !port.bytes().any(|c| c.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".into());
+    }
+    if port.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
+    }
+    if port.starts_with('-') || port.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".into());
+    }
+    errs
+}
+
+/// Checks an HTTP header name: `[-A-Za-z0-9]+`.
+pub fn is_http_header_name(value: &str) -> Vec<String> {
+    if !value.is_empty() && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+        return Vec::new();
+    }
+    vec![regex_error(
+        "a valid HTTP header must consist of alphanumeric characters or '-'",
+        "[-A-Za-z0-9]+",
+        &["X-Header-Name"],
+    )]
+}
+
+/// Checks a percentage string: `[0-9]+%`.
+pub fn is_valid_percent(value: &str) -> Vec<String> {
+    let ok = value.strip_suffix('%').is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
+    if ok {
+        return Vec::new();
+    }
+    vec![regex_error(
+        "a valid percent string must be a numeric string followed by an ending '%'",
+        "[0-9]+%",
+        &["1%", "93%"],
+    )]
+}
+
 /// Replaces a trailing `-` with a letter so that a `generateName` prefix (which will
 /// get random characters appended) can be checked with a full-name rule.
 fn mask_trailing_dash(name: &str) -> String {
@@ -718,6 +840,35 @@ mod tests {
             assert!(!is_valid_label_value(v).is_empty(), "{v}");
         }
         assert!(is_valid_label_value("a b")[0].starts_with("a valid label must be an empty string"));
+    }
+
+    #[test]
+    fn config_map_keys_env_names_and_ports_follow_upstream_rules() {
+        for ok in ["key.name", "KEY_NAME", "key-name", ".dotfile", "a..b"] {
+            assert!(is_config_map_key(ok).is_empty(), "{ok}");
+        }
+        assert_eq!(is_config_map_key(".."), vec!["must not be '..'"]);
+        assert_eq!(is_config_map_key("..a"), vec!["must not start with '..'"]);
+        assert!(is_config_map_key("a b")[0].starts_with("a valid config key must consist"));
+        for ok in ["my.env-name", "MY_ENV.NAME", "MyEnvName1", "_a", "-a"] {
+            assert!(is_env_var_name(ok).is_empty(), "{ok}");
+        }
+        assert!(!is_env_var_name("1abc").is_empty());
+        assert!(is_c_identifier("my_name").is_empty());
+        assert!(!is_c_identifier("1x").is_empty());
+        assert!(is_valid_port_name("http").is_empty());
+        assert!(is_valid_port_name("h-2").is_empty());
+        assert_eq!(is_valid_port_name("123"), vec!["must contain at least one letter (a-z)"]);
+        assert_eq!(is_valid_port_name("a--b"), vec!["must not contain consecutive hyphens"]);
+        assert_eq!(is_valid_port_name("-ab"), vec!["must not begin or end with a hyphen"]);
+        assert_eq!(is_valid_port_name("abcdefghijklmnop")[0], "must be no more than 15 characters");
+        assert_eq!(is_valid_port_num(0), vec!["must be between 1 and 65535, inclusive"]);
+        assert!(is_valid_port_num(65535).is_empty());
+        assert!(is_http_header_name("X-Header-Name").is_empty());
+        assert!(!is_http_header_name("X_Header").is_empty());
+        assert!(is_valid_percent("93%").is_empty());
+        assert!(!is_valid_percent("%").is_empty());
+        assert!(!is_valid_percent("1.5%").is_empty());
     }
 
     #[test]

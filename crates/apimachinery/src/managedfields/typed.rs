@@ -50,18 +50,21 @@ impl<'a> TypeRef<'a> {
 
     fn resolve(&self, mut s: &'a Value) -> Option<&'a Value> {
         for _ in 0..MAX_REF_DEPTH {
-            if let Some(first) = s.get("allOf").and_then(Value::as_array).and_then(|a| a.first())
-                && s.get("properties").is_none()
+            // `allOf: [X]` wraps a reference with siblings; `anyOf`/`oneOf` of a
+            // reference and `null` is how some generators spell optional fields.
+            if s.get("properties").is_none()
+                && let Some(next) = ["allOf", "anyOf", "oneOf"].iter().find_map(|k| {
+                    s.get(*k).and_then(Value::as_array).and_then(|a| {
+                        a.iter().find(|x| x.get("type").and_then(Value::as_str) != Some("null"))
+                    })
+                })
             {
-                s = first;
+                s = next;
                 continue;
             }
             match s.get("$ref").and_then(Value::as_str) {
                 Some(r) => {
-                    let name = r
-                        .strip_prefix("#/definitions/")
-                        .or_else(|| r.strip_prefix("#/components/schemas/"))
-                        .unwrap_or(r);
+                    let name = r.rsplit_once('/').map_or(r, |(_, name)| name);
                     s = self.defs?.get(name)?;
                 }
                 None => return Some(s),

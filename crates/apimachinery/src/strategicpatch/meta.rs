@@ -84,7 +84,8 @@ const MAX_REF_DEPTH: usize = 32;
 
 /// [`PatchMeta`] over OpenAPI definitions: a map from definition name to schema
 /// (the `definitions` of an OpenAPI v2 document, or `components.schemas` of v3).
-/// Follows `$ref` (`#/definitions/NAME` or `#/components/schemas/NAME`), the first
+/// Follows `$ref` (`#/definitions/NAME`, `#/components/schemas/NAME`, `#/$defs/NAME`:
+/// the last segment names the definition), the first
 /// entry of `allOf`, `items` for arrays and `additionalProperties` for maps; reads
 /// `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` from the property
 /// schema. Unresolvable references and unknown properties describe unknown fields.
@@ -108,18 +109,21 @@ impl<'a> OpenApiPatchMeta<'a> {
 
     fn resolve(&self, mut schema: &'a Value) -> Option<&'a Value> {
         for _ in 0..MAX_REF_DEPTH {
-            if let Some(first) = schema.get("allOf").and_then(Value::as_array).and_then(|a| a.first())
-                && schema.get("properties").is_none()
+            // `allOf: [X]` wraps a reference with siblings; `anyOf`/`oneOf` of a
+            // reference and `null` is how some generators spell optional fields.
+            if schema.get("properties").is_none()
+                && let Some(next) = ["allOf", "anyOf", "oneOf"].iter().find_map(|k| {
+                    schema.get(*k).and_then(Value::as_array).and_then(|a| {
+                        a.iter().find(|x| x.get("type").and_then(Value::as_str) != Some("null"))
+                    })
+                })
             {
-                schema = first;
+                schema = next;
                 continue;
             }
             match schema.get("$ref").and_then(Value::as_str) {
                 Some(r) => {
-                    let name = r
-                        .strip_prefix("#/definitions/")
-                        .or_else(|| r.strip_prefix("#/components/schemas/"))
-                        .unwrap_or(r);
+                    let name = r.rsplit_once('/').map_or(r, |(_, name)| name);
                     schema = self.definitions.get(name)?;
                 }
                 None => return Some(schema),
