@@ -625,6 +625,55 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, field: &str)
     errs
 }
 
+/// Validates a `metav1.LabelSelector` object as upstream's `ValidateLabelSelector`:
+/// `matchLabels` as labels; each `matchExpressions[i]` has a qualified-name key, a
+/// known operator, values exactly when In/NotIn, and valid label values. `path` is
+/// the selector's path, e.g. `spec.selector`. A null selector is valid.
+pub fn validate_label_selector(selector: &Value, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if selector.is_null() {
+        return errs;
+    }
+    errs.extend(validate_labels(&string_map(selector.get("matchLabels")), &format!("{path}.matchLabels")));
+    let exprs = selector.get("matchExpressions").and_then(Value::as_array);
+    for (i, expr) in exprs.into_iter().flatten().enumerate() {
+        let p = format!("{path}.matchExpressions[{i}]");
+        let values: Vec<&Value> =
+            expr.get("values").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+        let op = expr.get("operator").and_then(Value::as_str).unwrap_or_default();
+        match op {
+            "In" | "NotIn" => {
+                if values.is_empty() {
+                    errs.push(FieldError::required(
+                        format!("{p}.values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
+                }
+            }
+            "Exists" | "DoesNotExist" => {
+                if !values.is_empty() {
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    ));
+                }
+            }
+            _ => errs.push(FieldError::invalid(format!("{p}.operator"), op, "not a valid selector operator")),
+        }
+        let key = expr.get("key").and_then(Value::as_str).unwrap_or_default();
+        for msg in is_qualified_name(key) {
+            errs.push(FieldError::invalid(format!("{p}.key"), key, msg));
+        }
+        for (j, v) in values.iter().enumerate() {
+            let text = v.as_str().unwrap_or_default();
+            for msg in is_valid_label_value(text) {
+                errs.push(FieldError::invalid(format!("{p}.values[{j}]"), text, msg));
+            }
+        }
+    }
+    errs
+}
+
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
@@ -921,6 +970,38 @@ mod tests {
             FieldError::invalid("spec.replicas", -1, "x").to_string(),
             "spec.replicas: Invalid value: -1: x"
         );
+    }
+
+    #[test]
+    fn label_selectors_are_validated_with_field_paths() {
+        let sel = json!({
+            "matchLabels": {"app": "-x"},
+            "matchExpressions": [
+                {"key": "a", "operator": "In"},
+                {"key": "b", "operator": "Exists", "values": ["x"]},
+                {"key": "c d", "operator": "Near", "values": ["ok", "n o"]}
+            ]
+        });
+        let got: Vec<String> = validate_label_selector(&sel, "spec.selector")
+            .iter()
+            .map(|e| {
+                let s = e.to_string();
+                s.split(": ").take(2).collect::<Vec<_>>().join(": ")
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "spec.selector.matchLabels: Invalid value",
+                "spec.selector.matchExpressions[0].values: Required value",
+                "spec.selector.matchExpressions[1].values: Forbidden",
+                "spec.selector.matchExpressions[2].operator: Invalid value",
+                "spec.selector.matchExpressions[2].key: Invalid value",
+                "spec.selector.matchExpressions[2].values[1]: Invalid value",
+            ]
+        );
+        assert!(validate_label_selector(&Value::Null, "spec.selector").is_empty());
+        assert!(validate_label_selector(&json!({"matchLabels": {"app": "web"}}), "s").is_empty());
     }
 
     #[test]
