@@ -1,0 +1,170 @@
+//! Schema-driven checks and merges on request bodies: unknown-field detection for field
+//! validation, strategic merge patches, server-side apply and managed fields.
+
+use serde_json::{Map, Value};
+
+use crate::Api;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::Ctx;
+use crate::registry::{Resource, Schema};
+
+/// Resolves `$ref` (and single-element `allOf`) to the schema it names.
+fn resolve<'a>(defs: &'a Map<String, Value>, mut s: &'a Value) -> &'a Value {
+    for _ in 0..32 {
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            match defs.get(r.rsplit('/').next().unwrap_or(r)) {
+                Some(d) => s = d,
+                None => return s,
+            }
+        } else if let Some(first) = s.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+            s = first;
+        } else {
+            return s;
+        }
+    }
+    s
+}
+
+fn walk(defs: &Map<String, Value>, schema: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
+    let schema = resolve(defs, schema);
+    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+        && schema.get("properties").is_none()
+    {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+            for (k, child) in m {
+                let child_path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => walk(defs, s, child, &child_path, out),
+                    None => match additional {
+                        Some(Value::Object(a)) => walk(defs, &Value::Object(a.clone()), child, &child_path, out),
+                        Some(Value::Bool(true)) => {}
+                        _ => {
+                            // Schemas with no properties at all (RawExtension, free-form
+                            // objects) accept anything.
+                            if props.is_some() && !preserve {
+                                out.push(child_path);
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                for (i, child) in a.iter().enumerate() {
+                    walk(defs, items, child, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fields in `obj` its schema does not know, as dotted paths (`spec.replicaz`).
+pub fn unknown_fields(api: &Api, res: &Resource, obj: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match &res.schema {
+        Schema::Definition(name) => {
+            let defs = api.openapi.definitions(api);
+            if let Some(s) = defs.get(name) {
+                walk(&defs, s, obj, "", &mut out);
+            }
+        }
+        Schema::Structural(s) => {
+            let empty = Map::new();
+            let mut m = obj.as_object().cloned().unwrap_or_default();
+            // apiVersion, kind and metadata are the server's, not the CRD schema's.
+            let meta = m.remove("metadata");
+            m.remove("apiVersion");
+            m.remove("kind");
+            walk(&empty, s, &Value::Object(m), "", &mut out);
+            if let Some(meta) = meta {
+                let defs = api.openapi.definitions(api);
+                if let Some(om) = defs.get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta") {
+                    walk(&defs, om, &meta, "metadata", &mut out);
+                }
+            }
+        }
+        Schema::None => {}
+    }
+    out
+}
+
+/// Applies a strategic merge patch using the kind's OpenAPI patch metadata.
+pub fn strategic_merge(api: &Api, res: &Resource, original: &Value, patch: &Value) -> ApiResult<Value> {
+    let defs = api.openapi.definitions(api);
+    let name = crate::openapi::definition_name(res);
+    let meta = apimachinery::strategicpatch::OpenApiPatchMeta::new(&defs, &name);
+    apimachinery::strategicpatch::apply(original, patch, &meta).map_err(|e| match e.http_status() {
+        400 => ApiError::bad_request(e.to_string()),
+        422 => ApiError::new(422, "Invalid", e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    })
+}
+
+/// Server-side apply. The applied configuration is merged into the live object with the
+/// kind's list semantics (maps by merge key, atomic lists replaced).
+///
+/// Not done: field ownership. Fields a manager stops applying are not removed, and
+/// conflicts with other managers are not detected, because managedFields are not yet
+/// tracked.
+pub fn server_side_apply(ctx: &Ctx, original: &Value, applied: &Value) -> ApiResult<Value> {
+    match ctx.res.definition {
+        Some(_) => strategic_merge(&ctx.api, &ctx.res, original, applied),
+        None => {
+            let mut doc = original.clone();
+            json_patch::merge(&mut doc, applied);
+            Ok(doc)
+        }
+    }
+}
+
+/// Keeps `metadata.managedFields` as stored when a write leaves them out; an explicit
+/// empty list clears them, as in Kubernetes.
+pub fn managed_fields_update(_ctx: &Ctx, obj: &mut Value, old: Option<&Value>, _operation: &str) {
+    let Some(old) = old else { return };
+    let m = crate::meta::metadata_mut(obj);
+    match m.get("managedFields") {
+        None => {
+            if let Some(mf) = old.pointer("/metadata/managedFields") {
+                m.insert("managedFields".into(), mf.clone());
+            }
+        }
+        Some(Value::Array(a)) if a.is_empty() => {
+            m.remove("managedFields");
+        }
+        Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_found_by_path() {
+        let mut defs = Map::new();
+        defs.insert(
+            "Thing".into(),
+            json!({"properties": {"spec": {"$ref": "#/definitions/Spec"}, "free": {"type": "object"}}}),
+        );
+        defs.insert(
+            "Spec".into(),
+            json!({"properties": {"replicas": {"type": "integer"},
+                "items": {"type": "array", "items": {"properties": {"name": {"type": "string"}}}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}),
+        );
+        let v = json!({"spec": {"replicaz": 1, "items": [{"name": "a", "nme": "b"}], "labels": {"x": "y"}},
+            "free": {"anything": 1}, "extra": true});
+        let mut out = Vec::new();
+        walk(&defs, &defs["Thing"], &v, "", &mut out);
+        assert_eq!(out, vec!["spec.replicaz", "spec.items[0].nme", "extra"]);
+    }
+}

@@ -1,0 +1,105 @@
+//! `krust server`: storage, the API server over HTTPS, and (later) controllers and agent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+
+use crate::certs::{self, Pki};
+use crate::cli::ServerArgs;
+
+/// The data directory: the flag, else /var/lib/krust for root, else ~/.krust.
+pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = flag {
+        return d;
+    }
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if is_root {
+        PathBuf::from("/var/lib/krust")
+    } else {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".krust")
+    }
+}
+
+/// Opens the store the flags name.
+pub async fn open_store(endpoint: Option<&str>, dir: &std::path::Path) -> Result<Arc<dyn store::Store>> {
+    match endpoint {
+        None => {
+            let db = dir.join("db");
+            std::fs::create_dir_all(&db).with_context(|| format!("creating {}", db.display()))?;
+            let path = db.join("state.db");
+            let s = store::sqlite::SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+            Ok(Arc::new(s))
+        }
+        Some(e) if e.starts_with("sqlite://") => {
+            let path = PathBuf::from(&e["sqlite://".len()..]);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let s = store::sqlite::SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+            Ok(Arc::new(s))
+        }
+        Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
+            let endpoints: Vec<String> = e.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let s = store::etcd::EtcdStore::connect(&endpoints, "")
+                .await
+                .with_context(|| format!("connecting to etcd at {e}"))?;
+            Ok(Arc::new(s))
+        }
+        Some(other) => bail!("unsupported --datastore-endpoint {other:?}: use sqlite://PATH or http://HOST:PORT (etcd)"),
+    }
+}
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let dir = data_dir(args.data_dir.clone());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let first_service_ip = match apiserver::builtin::admission::parse_cidr(&args.service_cidr) {
+        Some((net, _)) => std::net::Ipv4Addr::from(net + 1).to_string(),
+        None => bail!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr),
+    };
+    let pki = Pki::load_or_create(&dir.join("tls"), &args.tls_san, &first_service_ip)?;
+    let store = open_store(args.datastore_endpoint.as_deref(), &dir).await?;
+    let advertise = certs::host_addresses()
+        .into_iter()
+        .find(|a| !a.is_loopback())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let config = apiserver::Config {
+        service_cidr: args.service_cidr.clone(),
+        advertise_address: advertise,
+        advertise_port: args.port,
+        ..Default::default()
+    };
+    let authn = apiserver::auth::Authenticator::new();
+    let api = apiserver::Api::new(store, config, authn).await.context("starting the API server")?;
+
+    let server_url = format!("https://127.0.0.1:{}", args.port);
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    certs::write_secret_file(
+        &kubeconfig,
+        &certs::kubeconfig(&server_url, &pki.ca_cert, &pki.admin_cert, &pki.admin_key, "admin"),
+    )?;
+    let tls = apiserver::serve::tls_config(pki.tls_material()?).context("configuring TLS")?;
+    let addr = format!("{}:{}", args.bind_address, args.port);
+    let listener = TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+    if args.disable_agent {
+        tracing::info!("node agent disabled");
+    }
+    println!("krust is serving the Kubernetes API on {server_url}");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get namespaces");
+    tokio::select! {
+        r = apiserver::serve::serve_tls(listener, tls, api) => r.context("serving HTTPS")?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+    }
+    Ok(())
+}
