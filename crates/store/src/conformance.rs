@@ -5,9 +5,17 @@
 //! use freely. [`conformance_tests!`](crate::conformance_tests) turns the whole list into
 //! one `#[tokio::test]` per check for a backend:
 //!
-//! ```ignore
-//! async fn fixture() -> store::conformance::Fixture { /* a fresh store */ }
+//! ```no_run
+//! use std::sync::Arc;
+//! use store::conformance::Fixture;
+//! use store::memory::MemoryStore;
+//!
+//! async fn fixture() -> Fixture {
+//!     Fixture::new(Arc::new(MemoryStore::new()), "/registry/", ())
+//! }
+//!
 //! store::conformance_tests!(fixture());
+//! # fn main() {}
 //! ```
 //!
 //! Checks assume no one else writes under their prefix and no one else compacts the store
@@ -33,7 +41,9 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A store under test, the prefix the check may use, and whatever must outlive the store
 /// (a temp dir, an etcd process); fields drop in that order.
 pub struct Fixture {
+    /// The store under test; shared so that checks can write from several tasks.
     pub store: Arc<dyn Store>,
+    /// Every key a check writes starts with this prefix.
     pub prefix: String,
     _keep: Box<dyn Any + Send + Sync>,
 }

@@ -13,7 +13,9 @@
 //! - Watch: events for keys under a prefix with revision greater than the given revision
 //!   are delivered in revision order, first the retained history, then live, with no gap
 //!   and no duplicate. A revision at or below the compacted revision that is needed for
-//!   replay gives [`Error::Compacted`].
+//!   replay gives [`Error::Compacted`]: from `watch` itself, or as the stream's first
+//!   (and last) item when the backend learns it only once the watch runs (etcd, or a
+//!   compaction racing the replay). Callers handle both.
 //! - Durability: when a write returns `Ok`, it is on stable storage (survives `kill -9`
 //!   of the process).
 //! - After any error, nothing was written (a failed write is never half applied).

@@ -588,7 +588,10 @@ impl Writer {
             let free: i64 = self.conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
             if free > 256 && free * 4 > pages {
                 let release = free - pages / 10;
-                self.conn.execute_batch(&format!("PRAGMA incremental_vacuum({release})"))?;
+                // The pragma frees one page per step: run it to the end.
+                let mut stmt = self.conn.prepare(&format!("PRAGMA incremental_vacuum({release})"))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
             }
             Ok(())
         })();

@@ -221,3 +221,36 @@ async fn every_acknowledged_write_survives_kill_9_of_the_writer() {
         listed.kvs.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_everything_and_compacting_gives_the_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let store = Arc::new(open(&dir, Config::default()).await);
+    let keys = 4_000;
+    let mut tasks = Vec::new();
+    for writer in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (writer..keys).step_by(16) {
+                let key = format!("/registry/secrets/big-{i:05}");
+                store.create(&key, Bytes::from(vec![b's'; 1024])).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let full = footprint(&db);
+    for i in 0..keys {
+        store.delete(&format!("/registry/secrets/big-{i:05}"), None).await.unwrap();
+    }
+    let head = store.current_revision().await.unwrap();
+    store.compact(head).await.unwrap();
+    let Ok(store) = Arc::try_unwrap(store) else { panic!("the store is still shared") };
+    store.close().await.unwrap();
+    let emptied = footprint(&db);
+    println!("{keys} keys of 1 KiB: {full} bytes; deleted and compacted: {emptied} bytes");
+    assert!(full > 4 * MIB);
+    assert!(emptied < full / 2, "the file shrank from {full} to {emptied} bytes");
+}
