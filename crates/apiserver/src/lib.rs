@@ -20,6 +20,7 @@ pub mod meta;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
+pub mod openapi_pb;
 pub mod registry;
 pub mod request;
 pub mod serve;

@@ -59,7 +59,7 @@ fn rewrite_refs(v: &mut Value, from: &str, to: &str) {
 fn wrap_ref_siblings(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if m.contains_key("$ref") && m.len() > 1 {
+            if m.get("$ref").is_some_and(Value::is_string) && m.len() > 1 {
                 if let Some(r) = m.remove("$ref") {
                     m.insert("allOf".into(), json!([{"$ref": r}]));
                 }
@@ -128,6 +128,15 @@ fn build_builtin(api: &Api) -> Map<String, Value> {
         }
     }
     let mut defs: Map<String, Value> = generator.take_definitions(false);
+    // Types that hold arbitrary JSON (or one of several shapes) are described by their
+    // description alone, as in Kubernetes' own documents, so validators accept any value.
+    for (name, d) in defs.iter_mut() {
+        if let Some(m) = d.as_object_mut() {
+            if m.remove("oneOf").is_some() || name.ends_with("apiextensions.v1.JSON") {
+                m.remove("type");
+            }
+        }
+    }
     apimachinery::openapi_ext::annotate(&mut defs);
     for r in api.registry.all() {
         if r.schema_fn.is_none() {
