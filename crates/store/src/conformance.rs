@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             watch_replays_history_in_order_then_streams_live_events_with_prev_values,
             watch_from_every_retained_revision_replays_exactly_the_later_events,
             watch_on_a_prefix_does_not_see_other_prefixes,
+            watch_from_a_future_revision_starts_after_it,
             watch_started_during_writes_has_no_gap_and_no_duplicate,
             concurrent_compare_and_swap_loses_no_update,
             compacted_revisions_fail_range_and_watch_with_compacted,
@@ -480,6 +481,20 @@ pub async fn watch_on_a_prefix_does_not_see_other_prefixes(fx: &Fixture) {
     let mine2 = s.create(&fx.key("a/y"), b("mine")).await.unwrap();
     assert_eq!(next_event(&mut watch).await, put(&mine2, None));
     assert_quiet(&mut watch).await;
+}
+
+/// A watch may start ahead of the store: it yields only events above its revision.
+pub async fn watch_from_a_future_revision_starts_after_it(fx: &Fixture) {
+    let s = &*fx.store;
+    let head = s.current_revision().await.unwrap();
+    let mut watch = s.watch(&fx.prefix, head + 3).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..5 {
+        written.push(s.create(&fx.key(&format!("k{i}")), b("v")).await.unwrap());
+    }
+    let first = next_event(&mut watch).await;
+    assert_eq!(first.revision(), head + 4);
+    assert_eq!(first, put(&written[3], None));
 }
 
 /// Watches started while writes stream in switch from replay to live without losing or

@@ -151,6 +151,8 @@ pub(crate) fn stream(
                 st.replay = None;
             }
             return match st.live.recv().await {
+                // A watch from a future revision skips what comes before it.
+                Some(Ok(event)) if event.revision() <= st.cursor => continue,
                 Some(Ok(event)) => Some((Ok(event), st)),
                 Some(Err(e)) => {
                     st.done = true;

@@ -16,8 +16,9 @@
 //! Compacting at `c` deletes, for every key, all rows at or below `c` except the newest
 //! one, and that one too when it is a tombstone. What stays is exactly what reads at `c`
 //! or later and replays after `c` need (the previous value of every retained row is
-//! retained). Automatic compaction (see [`Config::retain_revisions`]) runs on the writer
-//! thread in short steps between write batches. Freed pages are reused by new rows; when
+//! retained). Automatic compaction (see [`Config::retain_revisions`] and
+//! [`Config::retain_for`]) runs on the writer thread in short steps between write
+//! batches. Freed pages are reused by new rows; when
 //! many are free the file is shrunk with `incremental_vacuum`. The WAL is checkpointed
 //! automatically and truncated to [`Config::wal_size_limit`] after each checkpoint.
 //!
@@ -31,7 +32,7 @@
 //! that registers watchers, so replay (from the table) and live events meet without a
 //! gap or duplicate. One process must own a database file at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -80,10 +81,16 @@ const COMPACTION_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Automatic compaction keeps at least this many of the newest revisions of history
-    /// (watch replay and past reads reach back that far). `None` turns automatic
-    /// compaction off: history then grows until [`Store::compact`] is called.
-    /// Default: 10,000.
+    /// (watch replay and past reads reach back that far). Default: 10,000.
+    ///
+    /// With both this and [`Config::retain_for`] `None`, automatic compaction is off and
+    /// history grows until [`Store::compact`] is called.
     pub retain_revisions: Option<i64>,
+    /// Automatic compaction also keeps every revision committed within this long, so a
+    /// watcher that reconnects within it can resume. History then grows with the write
+    /// rate times this duration. Revisions from before the store was opened count as
+    /// committed at the first write after opening. Default: `None` (no time bound).
+    pub retain_for: Option<Duration>,
     /// Compaction proceeds in steps of at most this many revisions, each one short
     /// transaction, so writes wait at most one step. Automatic compaction starts when
     /// history exceeds `retain_revisions` by a step. Default: 1,000.
@@ -108,6 +115,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             retain_revisions: Some(10_000),
+            retain_for: None,
             compaction_step: 1_000,
             watch_buffer: 4_096,
             max_batch: 256,
@@ -209,6 +217,8 @@ impl SqliteStore {
             config: config.clone(),
             rx,
             compaction_paused_until: None,
+            commit_times: VecDeque::new(),
+            bucket_started: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("store-sqlite-writer".into())
@@ -412,6 +422,9 @@ struct Writer {
     config: Config,
     rx: mpsc::Receiver<Command>,
     compaction_paused_until: Option<Instant>,
+    /// Coarse (commit time, revision) samples, oldest first, for [`Config::retain_for`].
+    commit_times: VecDeque<(Instant, Revision)>,
+    bucket_started: Instant,
 }
 
 impl Writer {
@@ -486,6 +499,8 @@ impl Writer {
                     let mut hub = self.shared.hub();
                     self.shared.revision.store(revision, Ordering::SeqCst);
                     hub.publish(&events, revision);
+                    drop(hub);
+                    self.record_commit(revision);
                 }
                 for ((_, reply), answer) in writes.into_iter().zip(answers) {
                     let _ = reply.send(answer.map(|(kv, _)| kv));
@@ -518,22 +533,67 @@ impl Writer {
         Ok(())
     }
 
-    fn compaction_due(&self) -> bool {
-        let Some(retain) = self.config.retain_revisions else {
-            return false;
+    /// Remembers when revision `revision` was committed, coarsely, for
+    /// [`Config::retain_for`].
+    fn record_commit(&mut self, revision: Revision) {
+        let Some(retain_for) = self.config.retain_for else {
+            return;
         };
+        let now = Instant::now();
+        let granularity = (retain_for / 20).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        match self.commit_times.back_mut() {
+            Some(last) if now.duration_since(self.bucket_started) < granularity => {
+                *last = (now, revision);
+            }
+            _ => {
+                self.commit_times.push_back((now, revision));
+                self.bucket_started = now;
+            }
+        }
+    }
+
+    /// The newest revision committed at least [`Config::retain_for`] ago (as far as
+    /// this process saw), or `Revision::MAX` without that bound.
+    fn time_floor(&mut self) -> Revision {
+        let Some(retain_for) = self.config.retain_for else {
+            return Revision::MAX;
+        };
+        let Some(cutoff) = Instant::now().checked_sub(retain_for) else {
+            return 0;
+        };
+        while self.commit_times.get(1).is_some_and(|(at, _)| *at <= cutoff) {
+            self.commit_times.pop_front();
+        }
+        match self.commit_times.front() {
+            Some((at, revision)) if *at <= cutoff => *revision,
+            _ => 0,
+        }
+    }
+
+    /// Where automatic compaction is heading, if it is on.
+    fn auto_target(&mut self) -> Option<Revision> {
+        if self.config.retain_revisions.is_none() && self.config.retain_for.is_none() {
+            return None;
+        }
+        let current = self.shared.revision.load(Ordering::SeqCst);
+        let by_count = self.config.retain_revisions.map_or(current, |r| current - r.max(0));
+        Some(by_count.min(self.time_floor()))
+    }
+
+    fn compaction_due(&mut self) -> bool {
         if self.compaction_paused_until.is_some_and(|until| Instant::now() < until) {
             return false;
         }
-        let target = self.shared.revision.load(Ordering::SeqCst) - retain.max(0);
+        let Some(target) = self.auto_target() else {
+            return false;
+        };
         target - self.shared.compacted.load(Ordering::SeqCst) >= self.config.compaction_step
     }
 
     fn auto_compact(&mut self) {
-        let Some(retain) = self.config.retain_revisions else {
+        let Some(target) = self.auto_target() else {
             return;
         };
-        let target = self.shared.revision.load(Ordering::SeqCst) - retain.max(0);
         if let Err(e) = self.compact_step(target) {
             tracing::warn!(
                 path = %self.shared.path.display(),

@@ -254,3 +254,38 @@ async fn deleting_everything_and_compacting_gives_the_space_back() {
     assert!(full > 4 * MIB);
     assert!(emptied < full / 2, "the file shrank from {full} to {emptied} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_based_retention_compacts_only_revisions_older_than_retain_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        retain_revisions: None,
+        retain_for: Some(std::time::Duration::from_secs(2)),
+        compaction_step: 1,
+        ..Config::default()
+    };
+    let store = open(&dir, config).await;
+    let mut old = Vec::new();
+    for i in 0..50 {
+        old.push(store.create(&format!("/registry/old/{i}"), Bytes::from_static(b"o")).await.unwrap());
+    }
+    assert_eq!(store.compacted_revision().await.unwrap(), 0, "nothing is 2 s old yet");
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        store.create(&format!("/registry/new/{i}"), Bytes::from_static(b"n")).await.unwrap();
+    }
+    let last_old = old.last().unwrap().mod_revision;
+    // Compaction runs on the writer thread after the writes were acknowledged.
+    let mut compacted = 0;
+    while compacted < last_old && started.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        compacted = store.compacted_revision().await.unwrap();
+    }
+    if started.elapsed() < std::time::Duration::from_millis(1_500) {
+        assert_eq!(compacted, last_old, "all old revisions and no recent one are compacted");
+    } else {
+        // A very slow machine: recent revisions may have aged past 2 s meanwhile.
+        assert!(compacted >= last_old);
+    }
+}
