@@ -100,7 +100,8 @@ pub struct Config {
     pub watch_buffer: usize,
     /// Most writes committed together in one transaction. Default: 256.
     pub max_batch: usize,
-    /// Idle read connections kept open. Default: 4.
+    /// Read connections; at most this many reads run at once (the others wait without
+    /// blocking a thread). Default: 4.
     pub read_connections: usize,
     /// WAL pages after which SQLite checkpoints the WAL into the database. Default: 256
     /// (1 MiB with 4 KiB pages; SQLite's own default of 1,000 lets the WAL reach 4 MiB,
@@ -230,7 +231,7 @@ impl SqliteStore {
             readers: Arc::new(ReadPool {
                 path,
                 idle: Mutex::new(Vec::new()),
-                max_idle: config.read_connections,
+                permits: Arc::new(tokio::sync::Semaphore::new(config.read_connections.max(1))),
             }),
             writer: Mutex::new(Some(handle)),
         })
@@ -665,7 +666,8 @@ impl Writer {
 struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    max_idle: usize,
+    /// One permit per connection: bounds open connections and blocking threads in use.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReadPool {
@@ -694,9 +696,7 @@ impl ReadPool {
 
     fn put(&self, conn: Connection) {
         let mut idle = self.idle();
-        if idle.len() < self.max_idle {
-            idle.push(conn);
-        }
+        idle.push(conn);
     }
 
     /// Runs `f` on a read connection on a blocking thread.
@@ -705,7 +705,16 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        // The permit travels with the blocking task: a cancelled caller does not free it
+        // while the connection is still in use.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend("reading from the SQLite store", e))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = self.take()?;
             let result = f(&mut conn);
             self.put(conn);
