@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose,
 };
 
 /// PEM-encoded certificates and keys of the cluster.
@@ -31,7 +31,8 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut f, contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all().with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
@@ -51,7 +52,9 @@ fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
 
 /// The machine's host name, from the kernel.
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// The machine's own IPv4 addresses, from the kernel's local routing table.
@@ -86,7 +89,11 @@ impl Pki {
             let mut params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
             params.distinguished_name = dn("krust-ca", &[]);
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             params.not_after = rcgen::date_time_ymd(2036, 1, 1);
             let cert = params.self_signed(&key).context("signing the CA")?;
             write_private(&ca_key_path, &key.serialize_pem())?;
@@ -141,7 +148,8 @@ impl Pki {
     /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         let ca_keypair = KeyPair::from_pem(&self.ca_key).context("parsing the CA key")?;
-        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert, &ca_keypair).context("loading the CA certificate")?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&self.ca_cert, &ca_keypair).context("loading the CA certificate")?;
         issue_client(&issuer, user, groups)
     }
 

@@ -16,7 +16,9 @@ pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
     }
     let is_root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if is_root {
         PathBuf::from("/var/lib/krust")
@@ -49,19 +51,23 @@ pub async fn open_store(endpoint: Option<&str>, dir: &std::path::Path) -> Result
             Ok(Arc::new(s))
         }
         Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
-            let endpoints: Vec<String> = e.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let endpoints: Vec<String> =
+                e.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             let s = store::etcd::EtcdStore::connect(&endpoints, "")
                 .await
                 .with_context(|| format!("connecting to etcd at {e}"))?;
             Ok(Arc::new(s))
         }
-        Some(other) => bail!("unsupported --datastore-endpoint {other:?}: use sqlite://PATH or http://HOST:PORT (etcd)"),
+        Some(other) => {
+            bail!("unsupported --datastore-endpoint {other:?}: use sqlite://PATH or http://HOST:PORT (etcd)")
+        }
     }
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let dir = data_dir(args.data_dir.clone());
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
     let first_service_ip = match apiserver::builtin::admission::parse_cidr(&args.service_cidr) {
         Some((net, _)) => std::net::Ipv4Addr::from(net + 1).to_string(),
         None => bail!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr),
@@ -81,6 +87,20 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let authn = apiserver::auth::Authenticator::new();
     let api = apiserver::Api::new(store, config, authn).await.context("starting the API server")?;
+
+    // The control plane's components reach the API in-process, each as its own user.
+    let identity = format!("{}_{}", certs::hostname(), std::process::id());
+    let cm_client = kube::Client::new(
+        apiserver::serve::router_as(
+            api.clone(),
+            apiserver::auth::User::new("system:kube-controller-manager", &[]),
+        ),
+        "default",
+    );
+    tokio::spawn(controllers::run(
+        cm_client,
+        controllers::Options { root_ca_pem: Some(pki.ca_cert.clone()), identity: identity.clone() },
+    ));
 
     let server_url = format!("https://127.0.0.1:{}", args.port);
     let kubeconfig = dir.join("kubeconfig.yaml");

@@ -59,8 +59,11 @@ fn get_prints_every_output_format() {
     assert!(wide.contains("nginx:1.25") && wide.contains("app=web"), "{wide}");
     let yaml = c.ok(&["get", "deploy", "web", "-o", "yaml"]);
     assert!(yaml.contains("revisionHistoryLimit: 10") && yaml.contains("maxSurge: 25%"), "{yaml}");
-    assert!(yaml.contains("imagePullPolicy: IfNotPresent") && yaml.contains("terminationGracePeriodSeconds: 30"));
-    let json: serde_json::Value = serde_json::from_str(&c.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
+    assert!(
+        yaml.contains("imagePullPolicy: IfNotPresent") && yaml.contains("terminationGracePeriodSeconds: 30")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
     assert_eq!(json["spec"]["strategy"]["type"], "RollingUpdate");
     assert_eq!(c.ok(&["get", "deploy", "-o", "name"]).trim(), "deployment.apps/web");
     let cc = c.ok(&["get", "deploy", "-o", "custom-columns=N:.metadata.name,R:.spec.replicas"]);
@@ -95,7 +98,14 @@ fn label_annotate_scale_set_image_and_patch_change_the_object() {
         "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.labels.tier} {.metadata.annotations.note}",
     ]);
     assert_eq!(got, "5 nginx:1.27 frontend hello");
-    c.ok(&["patch", "deploy", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":1}]"#]);
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":1}]"#,
+    ]);
     assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "1");
     c.ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"replicas":2}}"#]);
     assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
@@ -228,9 +238,20 @@ fn a_crd_serves_its_custom_objects() {
     let spec = c.ok(&["get", "ax", "asta", "-o", "jsonpath={.spec}"]);
     let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
     assert_eq!(spec, serde_json::json!({"language": "go", "handsome": true}), "pruned and defaulted");
-    c.ok(&["patch", "ax", "asta", "--subresource=status", "--type=merge", "-p", r#"{"status":{"state":"Accepted"}}"#]);
+    c.ok(&[
+        "patch",
+        "ax",
+        "asta",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"state":"Accepted"}}"#,
+    ]);
     assert_eq!(c.ok(&["get", "ax", "asta", "-o", "jsonpath={.status.state}"]), "Accepted");
-    let err = c.fails_stdin(&["apply", "-f", "-"], "apiVersion: demo.krust.dev/v1\nkind: AstaXie\nmetadata:\n  name: bad\nspec:\n  handsome: yes\n");
+    let err = c.fails_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: demo.krust.dev/v1\nkind: AstaXie\nmetadata:\n  name: bad\nspec:\n  handsome: yes\n",
+    );
     assert!(err.contains("spec.language: Required value"), "{err}");
     c.ok(&["delete", "ax", "asta"]);
     assert_eq!(c.ok(&["get", "ax", "-o", "name"]).trim(), "");
@@ -250,7 +271,8 @@ fn acknowledged_writes_survive_kill_9() {
 fn discovery_lists_resources_and_explain_reads_the_schema() {
     let c = Cluster::start();
     let res = c.ok(&["api-resources"]);
-    for want in ["deployments", "cronjobs", "horizontalpodautoscalers", "customresourcedefinitions", "leases"] {
+    for want in ["deployments", "cronjobs", "horizontalpodautoscalers", "customresourcedefinitions", "leases"]
+    {
         assert!(res.contains(want), "{want} missing: {res}");
     }
     let explain = c.ok(&["explain", "deployment.spec.strategy"]);

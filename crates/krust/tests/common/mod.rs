@@ -37,7 +37,13 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let kubeconfig = dir.path().join("data").join("kubeconfig.yaml");
-        let mut c = Cluster { child: None, dir, port, kubeconfig, args: extra.iter().map(|s| s.to_string()).collect() };
+        let mut c = Cluster {
+            child: None,
+            dir,
+            port,
+            kubeconfig,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
         c.spawn();
         c
     }
@@ -165,14 +171,22 @@ impl Cluster {
     /// Runs kubectl, asserts failure, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Pipes `input` to kubectl, asserts failure, returns stderr.
     pub fn fails_stdin(&self, args: &[&str], input: &str) -> String {
         let out = self.kubectl_stdin(args, input);
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 

@@ -1,0 +1,114 @@
+//! Shared informers: one watch per resource type for the whole process, a cache (a
+//! kube-runtime reflector store) that every controller reads, and a fan-out of changes
+//! (applied and deleted objects) that controllers turn into reconcile keys.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+/// How many changes a slow controller may fall behind before it resyncs from the cache.
+const FANOUT: usize = 16 * 1024;
+
+struct Entry<K: Resource<DynamicType = ()> + Clone + 'static> {
+    reader: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+}
+
+/// The informers of one process (one per resource type, created on first use).
+#[derive(Clone)]
+pub struct Informers {
+    client: Client,
+    entries: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+}
+
+/// One resource type's cache and change feed.
+pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    /// Every object that changes from now on (applied or deleted); after falling behind,
+    /// every object in the cache once more, so nothing is missed (level-triggered).
+    pub fn changes(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let rx = self.changes.subscribe();
+        let store = self.store.clone();
+        futures::stream::unfold((rx, Vec::<Arc<K>>::new()), move |(mut rx, mut pending)| {
+            let store = store.clone();
+            async move {
+                loop {
+                    if let Some(o) = pending.pop() {
+                        return Some((o, (rx, pending)));
+                    }
+                    match rx.recv().await {
+                        Ok(o) => return Some((o, (rx, pending))),
+                        Err(broadcast::error::RecvError::Lagged(_)) => pending = store.state(),
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Informers {
+    pub fn new(client: Client) -> Self {
+        Self { client, entries: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The informer of `K` over all namespaces, started on first use.
+    pub fn get<K>(&self) -> Informer<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = entries.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Entry<K>>()) {
+            return Informer { store: e.reader.clone(), changes: e.changes.clone() };
+        }
+        let (reader, mut writer) = reflector::store::<K>();
+        let (tx, _) = broadcast::channel(FANOUT);
+        let api: Api<K> = Api::all(self.client.clone());
+        let feed = tx.clone();
+        tokio::spawn(async move {
+            let mut events =
+                watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff().boxed();
+            while let Some(ev) = events.next().await {
+                match ev {
+                    Ok(ev) => {
+                        writer.apply_watcher_event(&ev);
+                        match ev {
+                            Event::Apply(o) | Event::Delete(o) => {
+                                let _ = feed.send(Arc::new(o));
+                            }
+                            Event::InitApply(o) => {
+                                let _ = feed.send(Arc::new(o));
+                            }
+                            Event::Init | Event::InitDone => {}
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(kind = %K::kind(&()), error = %e, "informer watch error, retrying")
+                    }
+                }
+            }
+        });
+        entries.insert(TypeId::of::<K>(), Box::new(Entry { reader: reader.clone(), changes: tx.clone() }));
+        Informer { store: reader, changes: tx }
+    }
+}
