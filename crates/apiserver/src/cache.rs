@@ -92,7 +92,10 @@ fn decode(kv: &store::KeyValue, revision: Revision) -> Option<Value> {
 impl ResourceCache {
     fn new(objects: BTreeMap<String, Arc<Value>>, revision: Revision, global: Arc<AtomicI64>) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST);
-        Self { state: Mutex::new(State { objects, history: VecDeque::new(), oldest: revision, revision, tx }), global }
+        Self {
+            state: Mutex::new(State { objects, history: VecDeque::new(), oldest: revision, revision, tx }),
+            global,
+        }
     }
 
     /// The revision a read under the lock reflects: events are applied in order, and the
@@ -196,12 +199,9 @@ impl ResourceCache {
             Some(rv) if rv < st.oldest => {
                 return Err(ApiError::gone(format!("too old resource version: {rv} ({})", st.oldest)));
             }
-            Some(rv) => st
-                .history
-                .iter()
-                .filter(|e| e.revision > rv && e.key.starts_with(prefix))
-                .cloned()
-                .collect(),
+            Some(rv) => {
+                st.history.iter().filter(|e| e.revision > rv && e.key.starts_with(prefix)).cloned().collect()
+            }
         };
         Ok(WatchStart { initial, live, revision: self.seen(&st) })
     }
@@ -271,7 +271,10 @@ impl Caches {
         let waited = tokio::time::timeout(WAIT_FOR_REVISION, rx.wait_for(|r| *r >= rev)).await;
         match waited {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::timeout(format!("Too large resource version: {rev}, current: {}", self.revision()))),
+            _ => Err(ApiError::timeout(format!(
+                "Too large resource version: {rev}, current: {}",
+                self.revision()
+            ))),
         }
     }
 
@@ -292,7 +295,14 @@ async fn load(store: &dyn Store, prefix: &str, rev: Revision) -> store::Result<B
     let mut start_after = None;
     loop {
         let page = store
-            .range(prefix, store::RangeOptions { start_after: start_after.clone(), limit: Some(1000), revision: Some(rev) })
+            .range(
+                prefix,
+                store::RangeOptions {
+                    start_after: start_after.clone(),
+                    limit: Some(1000),
+                    revision: Some(rev),
+                },
+            )
             .await?;
         for kv in &page.kvs {
             if let Some(v) = decode(kv, kv.mod_revision) {

@@ -45,7 +45,10 @@ pub fn definition_for(r: &Resource) -> Option<Value> {
             json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "description": "Standard object's metadata."}),
         );
     }
-    m.insert("x-kubernetes-group-version-kind".into(), json!([{"group": r.group, "version": r.version, "kind": r.kind}]));
+    m.insert(
+        "x-kubernetes-group-version-kind".into(),
+        json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
+    );
     Some(d)
 }
 
@@ -107,7 +110,11 @@ impl Hooks<CustomResourceDefinition> for CrdHooks {
         if s.group.is_empty() {
             errs.push(FieldError::required("spec.group", ""));
         } else if !s.group.contains('.') {
-            errs.push(FieldError::invalid("spec.group", s.group.as_str(), "should be a domain with at least one dot"));
+            errs.push(FieldError::invalid(
+                "spec.group",
+                s.group.as_str(),
+                "should be a domain with at least one dot",
+            ));
         }
         if s.names.plural.is_empty() {
             errs.push(FieldError::required("spec.names.plural", ""));
@@ -120,13 +127,20 @@ impl Hooks<CustomResourceDefinition> for CrdHooks {
         let want = format!("{}.{}", s.names.plural, s.group);
         let name = c.metadata.name.clone().unwrap_or_default();
         if !name.is_empty() && name != want {
-            errs.push(FieldError::invalid("metadata.name", name.as_str(), "must be spec.names.plural+\".\"+spec.group"));
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name.as_str(),
+                "must be spec.names.plural+\".\"+spec.group",
+            ));
         }
         if !matches!(s.scope.as_str(), "Namespaced" | "Cluster") {
             errs.push(not_supported("spec.scope", &json!(s.scope), &["Cluster", "Namespaced"]));
         }
         if s.versions.is_empty() {
-            errs.push(FieldError::required("spec.versions", "must have exactly one version marked as storage version"));
+            errs.push(FieldError::required(
+                "spec.versions",
+                "must have exactly one version marked as storage version",
+            ));
         }
         let storage = s.versions.iter().filter(|v| v.storage).count();
         if !s.versions.is_empty() && storage != 1 {
@@ -145,19 +159,30 @@ impl Hooks<CustomResourceDefinition> for CrdHooks {
                 errs.push(FieldError::invalid(format!("spec.versions[{i}].name"), v.name.as_str(), m));
             }
             if v.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).is_none() {
-                errs.push(FieldError::required(format!("spec.versions[{i}].schema.openAPIV3Schema"), "schemas are required"));
+                errs.push(FieldError::required(
+                    format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                    "schemas are required",
+                ));
             }
         }
         errs
     }
 
-    fn validate_update(&self, new: &CustomResourceDefinition, old: &CustomResourceDefinition) -> Vec<FieldError> {
+    fn validate_update(
+        &self,
+        new: &CustomResourceDefinition,
+        old: &CustomResourceDefinition,
+    ) -> Vec<FieldError> {
         let mut errs = self.validate(new);
         if new.spec.group != old.spec.group {
             errs.push(FieldError::invalid("spec.group", new.spec.group.as_str(), "field is immutable"));
         }
         if new.spec.names.plural != old.spec.names.plural {
-            errs.push(FieldError::invalid("spec.names.plural", new.spec.names.plural.as_str(), "field is immutable"));
+            errs.push(FieldError::invalid(
+                "spec.names.plural",
+                new.spec.names.plural.as_str(),
+                "field is immutable",
+            ));
         }
         errs
     }
@@ -200,7 +225,8 @@ fn prune_and_default(schema: &Value, v: &mut Value, root: bool) {
         Value::Object(m) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let embedded = schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
+            let embedded =
+                schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
             m.retain(|k, child| {
                 if root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                     return true;
@@ -292,14 +318,22 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
             let excl = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
             if n < min || (excl && n == min) {
                 let rel = if excl { "greater than" } else { "greater than or equal to" };
-                errs.push(FieldError::invalid(shown.clone(), v.clone(), format!("{shown} in body should be {rel} {}", schema["minimum"])));
+                errs.push(FieldError::invalid(
+                    shown.clone(),
+                    v.clone(),
+                    format!("{shown} in body should be {rel} {}", schema["minimum"]),
+                ));
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
             let excl = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
             if n > max || (excl && n == max) {
                 let rel = if excl { "less than" } else { "less than or equal to" };
-                errs.push(FieldError::invalid(shown.clone(), v.clone(), format!("{shown} in body should be {rel} {}", schema["maximum"])));
+                errs.push(FieldError::invalid(
+                    shown.clone(),
+                    v.clone(),
+                    format!("{shown} in body should be {rel} {}", schema["maximum"]),
+                ));
             }
         }
     }
@@ -317,13 +351,21 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
         }
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                errs.push(FieldError::invalid(shown.clone(), v.clone(), format!("{shown} in body should be at least {min} chars long")));
+                errs.push(FieldError::invalid(
+                    shown.clone(),
+                    v.clone(),
+                    format!("{shown} in body should be at least {min} chars long"),
+                ));
             }
         }
         if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
             if let Ok(re) = regex::Regex::new(p) {
                 if !re.is_match(s) {
-                    errs.push(FieldError::invalid(shown.clone(), v.clone(), format!("{shown} in body should match '{p}'")));
+                    errs.push(FieldError::invalid(
+                        shown.clone(),
+                        v.clone(),
+                        format!("{shown} in body should match '{p}'"),
+                    ));
                 }
             }
         }
@@ -351,7 +393,10 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
             }
             if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
                 if m.len() as u64 > max {
-                    errs.push(FieldError::forbidden(shown.clone(), format!("must have at most {max} properties")));
+                    errs.push(FieldError::forbidden(
+                        shown.clone(),
+                        format!("must have at most {max} properties"),
+                    ));
                 }
             }
         }
@@ -373,7 +418,11 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
             }
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
                 if (a.len() as u64) < min {
-                    errs.push(FieldError::invalid(shown.clone(), v.clone(), format!("{shown} in body should have at least {min} items")));
+                    errs.push(FieldError::invalid(
+                        shown.clone(),
+                        v.clone(),
+                        format!("{shown} in body should have at least {min} items"),
+                    ));
                 }
             }
         }
@@ -437,7 +486,9 @@ pub fn resources_of(crd: &Value) -> Vec<Resource> {
     let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
     let list_kind = names["listKind"].as_str().map(str::to_string).unwrap_or_else(|| format!("{kind}List"));
     let strs = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
     };
     let namespaced = spec["scope"] != "Cluster";
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
@@ -454,8 +505,16 @@ pub fn resources_of(crd: &Value) -> Vec<Resource> {
         let schema = v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new);
         let status = v.pointer("/subresources/status").is_some();
         let scale = v.pointer("/subresources/scale").map(|s| ScalePaths {
-            spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").trim_start_matches('.').into(),
-            status_replicas: s["statusReplicasPath"].as_str().unwrap_or(".status.replicas").trim_start_matches('.').into(),
+            spec_replicas: s["specReplicasPath"]
+                .as_str()
+                .unwrap_or(".spec.replicas")
+                .trim_start_matches('.')
+                .into(),
+            status_replicas: s["statusReplicasPath"]
+                .as_str()
+                .unwrap_or(".status.replicas")
+                .trim_start_matches('.')
+                .into(),
             label_selector: s["labelSelectorPath"].as_str().map(|p| p.trim_start_matches('.').to_string()),
             selector_object: None,
         });
@@ -533,7 +592,8 @@ fn register(api: &Api, crd: &Value) {
     for r in resources_of(crd) {
         api.registry.add(r);
     }
-    let mut versions: Vec<String> = api.registry.all().iter().filter(|r| r.group == group).map(|r| r.version.clone()).collect();
+    let mut versions: Vec<String> =
+        api.registry.all().iter().filter(|r| r.group == group).map(|r| r.version.clone()).collect();
     versions.sort_by_key(|v| version_priority(v));
     versions.dedup();
     api.registry.set_group_versions(&group, versions);
@@ -549,7 +609,8 @@ fn unregister(api: &Api, crd: &Value) {
 async fn establish(api: &Api, key: &str) -> ApiResult<()> {
     for _ in 0..5 {
         let Some(kv) = api.store.get(key).await? else { return Ok(()) };
-        let mut crd: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut crd: Value =
+            serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
         if meta::is_deleting(&crd) {
             return Ok(());
         }
@@ -572,9 +633,10 @@ async fn establish(api: &Api, key: &str) -> ApiResult<()> {
                 stored.push(s);
             }
         }
-        let established = crd.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
-            cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True")
-        });
+        let established = crd
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
         if established
             && crd.pointer("/status/acceptedNames") == Some(&names)
             && crd.pointer("/status/storedVersions") == Some(&json!(stored))
@@ -606,7 +668,8 @@ async fn cleanup(api: &Api, key: &str, crd: &Value) -> ApiResult<()> {
     let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
     let prefix = format!("/registry/{group}/{plural}/");
     loop {
-        let page = api.store.range(&prefix, store::RangeOptions { limit: Some(500), ..Default::default() }).await?;
+        let page =
+            api.store.range(&prefix, store::RangeOptions { limit: Some(500), ..Default::default() }).await?;
         if page.kvs.is_empty() {
             break;
         }
@@ -619,8 +682,10 @@ async fn cleanup(api: &Api, key: &str, crd: &Value) -> ApiResult<()> {
     }
     for _ in 0..5 {
         let Some(kv) = api.store.get(key).await? else { return Ok(()) };
-        let mut crd: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
-        let fins: Vec<String> = meta::finalizers(&crd).into_iter().filter(|f| f != CLEANUP_FINALIZER).collect();
+        let mut crd: Value =
+            serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let fins: Vec<String> =
+            meta::finalizers(&crd).into_iter().filter(|f| f != CLEANUP_FINALIZER).collect();
         let result = if fins.is_empty() {
             api.store.delete(key, Some(kv.mod_revision)).await.map(|_| ())
         } else {
@@ -644,7 +709,11 @@ async fn react(api: &Api, key: &str, crd: &Value, deleted: bool) {
     }
     register(api, crd);
     let result = if meta::is_deleting(crd) {
-        if meta::finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) { cleanup(api, key, crd).await } else { Ok(()) }
+        if meta::finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) {
+            cleanup(api, key, crd).await
+        } else {
+            Ok(())
+        }
     } else {
         establish(api, key).await
     };

@@ -41,7 +41,10 @@ pub fn root_paths(api: &Api) -> Response {
             paths.push(format!("/apis/{}/{v}", g.name));
         }
     }
-    paths.extend(["/healthz", "/livez", "/metrics", "/openapi/v2", "/openapi/v3", "/readyz", "/version"].map(String::from));
+    paths.extend(
+        ["/healthz", "/livez", "/metrics", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
+            .map(String::from),
+    );
     negotiate::encode(StatusCode::OK, &json!({"paths": paths}), Output::Json)
 }
 
@@ -79,16 +82,22 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
     }
     let mut out = vec![main];
     if r.status_subresource {
-        out.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+        out.push(
+            json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
+            "kind": r.kind, "verbs": ["get", "patch", "update"]}),
+        );
     }
     if r.scale.is_some() {
-        out.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
-            "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        out.push(
+            json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
+            "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
+        );
     }
     for (sub, kind, verbs) in &r.extra_subresources {
-        out.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
-            "kind": kind, "verbs": verbs}));
+        out.push(
+            json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
+            "kind": kind, "verbs": verbs}),
+        );
     }
     out
 }
@@ -130,7 +139,8 @@ fn aggregated_group(api: &Api, group: &str, versions: &[String]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let rs: Vec<Value> = api.registry.resources_of(group, v).iter().map(|r| aggregated_resource(r)).collect();
+            let rs: Vec<Value> =
+                api.registry.resources_of(group, v).iter().map(|r| aggregated_resource(r)).collect();
             json!({"version": v, "resources": rs, "freshness": "Current"})
         })
         .collect();
@@ -151,7 +161,10 @@ fn aggregated_list(api: &Api, core: bool, ver: &str) -> Response {
         "metadata": {},
         "items": items,
     });
-    negotiate::json_with_type(&body, &format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList"))
+    negotiate::json_with_type(
+        &body,
+        &format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList"),
+    )
 }
 
 pub fn core_versions(headers: &HeaderMap, api: &Api) -> ApiResult<Response> {
@@ -192,7 +205,8 @@ pub fn groups(headers: &HeaderMap, api: &Api) -> ApiResult<Response> {
 }
 
 pub fn group(api: &Api, name: &str) -> ApiResult<Response> {
-    let g = api.registry.groups().into_iter().find(|g| g.name == name).ok_or_else(ApiError::path_not_found)?;
+    let g =
+        api.registry.groups().into_iter().find(|g| g.name == name).ok_or_else(ApiError::path_not_found)?;
     let mut body = group_json(&g.name, &g.versions);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");

@@ -13,18 +13,32 @@ pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]
         error_type: ErrorType::NotSupported,
         field: field.into(),
         bad_value: Some(value.clone()),
-        detail: if list.is_empty() { String::new() } else { format!("supported values: {}", list.join(", ")) },
+        detail: if list.is_empty() {
+            String::new()
+        } else {
+            format!("supported values: {}", list.join(", "))
+        },
     }
 }
 
 /// A reference to something that does not exist (Kubernetes' `Not found` field error).
 pub fn not_found_field(field: impl Into<String>, value: &Value) -> FieldError {
-    FieldError { error_type: ErrorType::Invalid, field: field.into(), bad_value: Some(value.clone()), detail: "not found".into() }
+    FieldError {
+        error_type: ErrorType::Invalid,
+        field: field.into(),
+        bad_value: Some(value.clone()),
+        detail: "not found".into(),
+    }
 }
 
 /// `Duplicate value` at `field`.
 pub fn duplicate(field: impl Into<String>, value: &Value) -> FieldError {
-    FieldError { error_type: ErrorType::Duplicate, field: field.into(), bad_value: Some(value.clone()), detail: String::new() }
+    FieldError {
+        error_type: ErrorType::Duplicate,
+        field: field.into(),
+        bad_value: Some(value.clone()),
+        detail: String::new(),
+    }
 }
 
 /// A failed request, carrying everything the `Status` response needs.
@@ -70,8 +84,9 @@ impl ApiError {
 
     /// 404 for a whole path no resource serves.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]}))
+        Self::new(404, "NotFound", "the server could not find the requested resource").with_details(
+            json!({"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]}),
+        )
     }
 
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
@@ -80,8 +95,12 @@ impl ApiError {
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified_resource(group, plural)))
-            .with_details(json!({"name": name, "group": group, "kind": plural}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", qualified_resource(group, plural)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
@@ -228,10 +247,7 @@ mod tests {
             "apps",
             "Deployment",
             "d",
-            &[
-                FieldError::required("spec.selector", ""),
-                FieldError::invalid("metadata.name", "A", "bad"),
-            ],
+            &[FieldError::required("spec.selector", ""), FieldError::invalid("metadata.name", "A", "bad")],
         );
         assert_eq!(
             two.message,

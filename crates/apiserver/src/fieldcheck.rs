@@ -36,13 +36,16 @@ fn walk(defs: &Map<String, Value>, schema: &Value, v: &Value, path: &str, out: &
         Value::Object(m) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
-            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+            let preserve =
+                schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
             for (k, child) in m {
                 let child_path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match props.and_then(|p| p.get(k)) {
                     Some(s) => walk(defs, s, child, &child_path, out),
                     None => match additional {
-                        Some(Value::Object(a)) => walk(defs, &Value::Object(a.clone()), child, &child_path, out),
+                        Some(Value::Object(a)) => {
+                            walk(defs, &Value::Object(a.clone()), child, &child_path, out)
+                        }
                         Some(Value::Bool(true)) => {}
                         _ => {
                             // Schemas with no properties at all (RawExtension, free-form

@@ -43,7 +43,8 @@ fn parse(expr: &str) -> Option<Vec<Step>> {
                         let (l, r) = f.split_once("!=")?;
                         (l, r, false)
                     };
-                    let path = lhs.trim().strip_prefix('@')?.split('.').filter(|s| !s.is_empty()).map(String::from);
+                    let path =
+                        lhs.trim().strip_prefix('@')?.split('.').filter(|s| !s.is_empty()).map(String::from);
                     let rhs = rhs.trim().trim_matches('"').trim_matches('\'').to_string();
                     steps.push(Step::Filter { path: path.collect(), value: rhs, equal });
                 } else if let Ok(n) = inner.parse::<i64>() {

@@ -70,7 +70,11 @@ pub struct Api {
 impl Api {
     /// Builds the API over a store: registers built-in resources, starts the watch cache,
     /// creates the default namespaces and serves custom resources already defined.
-    pub async fn new(store: Arc<dyn Store>, config: Config, authn: auth::Authenticator) -> ApiResult<Arc<Self>> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: Config,
+        authn: auth::Authenticator,
+    ) -> ApiResult<Arc<Self>> {
         let registry = Arc::new(registry::Registry::new());
         builtin::register_all(&registry);
         let caches = cache::Caches::start(store.clone()).await?;

@@ -76,13 +76,23 @@ impl Metrics {
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
         for (verb, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",le=\"{b}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",le=\"+Inf\"}} {}",
+                h.count
+            );
             let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{verb=\"{verb}\"}} {}", h.sum);
             let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\"}} {}", h.count);
         }
-        out.push_str("# HELP apiserver_storage_revision The newest store revision the watch cache has applied.\n");
+        out.push_str(
+            "# HELP apiserver_storage_revision The newest store revision the watch cache has applied.\n",
+        );
         out.push_str("# TYPE apiserver_storage_revision gauge\n");
         let _ = writeln!(out, "apiserver_storage_revision {}", api.caches.revision());
         if let Some(rss) = rss_bytes() {
@@ -91,8 +101,10 @@ impl Metrics {
             let _ = writeln!(out, "process_resident_memory_bytes {rss}");
         }
         let mut resp = Response::new(Body::from(out));
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
         resp
     }
 }

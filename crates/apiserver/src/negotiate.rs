@@ -22,9 +22,14 @@ pub enum Output {
     Json,
     Yaml,
     /// meta.k8s.io Table (`v1` or `v1beta1`).
-    Table { beta: bool, include: IncludeObject },
+    Table {
+        beta: bool,
+        include: IncludeObject,
+    },
     /// meta.k8s.io PartialObjectMetadata(List).
-    Metadata { beta: bool },
+    Metadata {
+        beta: bool,
+    },
 }
 
 struct MediaType<'a> {
@@ -85,7 +90,9 @@ pub fn output(headers: &HeaderMap, include_object: Option<&str>) -> ApiResult<Ou
                 };
                 match as_ {
                     "Table" => return Ok(Output::Table { beta, include }),
-                    "PartialObjectMetadata" | "PartialObjectMetadataList" => return Ok(Output::Metadata { beta }),
+                    "PartialObjectMetadata" | "PartialObjectMetadataList" => {
+                        return Ok(Output::Metadata { beta });
+                    }
                     _ => continue,
                 }
             }
@@ -126,13 +133,17 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     }
     match essence {
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
-            serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+            serde_yaml::from_slice::<Value>(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
         }
         "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
         )),
         _ => serde_json::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!("Object 'Kind' is missing in '{}': {e}", String::from_utf8_lossy(&body[..body.len().min(200)])))
+            ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{}': {e}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ))
         }),
     }
 }
@@ -152,7 +163,10 @@ mod tests {
         let h = accept(
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
         );
-        assert_eq!(output(&h, None).unwrap(), Output::Table { beta: false, include: IncludeObject::Metadata });
+        assert_eq!(
+            output(&h, None).unwrap(),
+            Output::Table { beta: false, include: IncludeObject::Metadata }
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Built {
     /// All definitions (built-in and custom), with `#/definitions/` references.
     definitions: Arc<Map<String, Value>>,
     v2: Arc<Value>,
+    /// The v2 document in the protobuf encoding kubectl prefers.
+    v2_pb: Arc<Vec<u8>>,
     v3: BTreeMap<String, (Arc<Value>, String)>,
 }
 
@@ -161,7 +163,11 @@ fn parameter(name: &str, description: &str) -> Value {
 
 /// The paths of one resource, with the operations and query parameters clients probe.
 fn paths_for(r: &Resource, v3: bool) -> Vec<(String, Value)> {
-    let base = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+    let base = if r.group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}/{}", r.group, r.version)
+    };
     let coll = if r.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}", r.plural)
     } else {
@@ -172,8 +178,14 @@ fn paths_for(r: &Resource, v3: bool) -> Vec<(String, Value)> {
     let write_params = || {
         vec![
             parameter("dryRun", "When present, indicates that modifications should not be persisted."),
-            parameter("fieldManager", "A name associated with the actor or entity that is making these changes."),
-            parameter("fieldValidation", "Instructs the server how to handle objects with unknown or duplicate fields."),
+            parameter(
+                "fieldManager",
+                "A name associated with the actor or entity that is making these changes.",
+            ),
+            parameter(
+                "fieldValidation",
+                "Instructs the server how to handle objects with unknown or duplicate fields.",
+            ),
         ]
     };
     let params_v3 = |ps: Vec<Value>| -> Vec<Value> {
@@ -198,9 +210,12 @@ fn paths_for(r: &Resource, v3: bool) -> Vec<(String, Value)> {
         o["parameters"] = json!(params);
         if body {
             if v3 {
-                o["requestBody"] = json!({"content": {"*/*": {"schema": {"$ref": reference}}}, "required": true});
+                o["requestBody"] =
+                    json!({"content": {"*/*": {"schema": {"$ref": reference}}}, "required": true});
             } else if let Some(a) = o["parameters"].as_array_mut() {
-                a.push(json!({"name": "body", "in": "body", "required": true, "schema": {"$ref": reference}}));
+                a.push(
+                    json!({"name": "body", "in": "body", "required": true, "schema": {"$ref": reference}}),
+                );
             }
         }
         o
@@ -263,7 +278,11 @@ impl Docs {
         // v3: one document per group/version.
         let mut by_gv: HashMap<String, Vec<Arc<Resource>>> = HashMap::new();
         for r in api.registry.all() {
-            let key = if r.group.is_empty() { format!("api/{}", r.version) } else { format!("apis/{}/{}", r.group, r.version) };
+            let key = if r.group.is_empty() {
+                format!("api/{}", r.version)
+            } else {
+                format!("apis/{}/{}", r.group, r.version)
+            };
             by_gv.entry(key).or_default().push(r);
         }
         let mut v3 = BTreeMap::new();
@@ -295,7 +314,8 @@ impl Docs {
             let h = hash_of(&doc);
             v3.insert(gv, (Arc::new(doc), h));
         }
-        *guard = Some(Built { generation, definitions: Arc::new(defs), v2: Arc::new(v2), v3 });
+        let v2_pb = Arc::new(crate::openapi_pb::encode_v2(&v2));
+        *guard = Some(Built { generation, definitions: Arc::new(defs), v2: Arc::new(v2), v2_pb, v3 });
         guard
     }
 
@@ -305,8 +325,24 @@ impl Docs {
         g.as_ref().map(|b| b.definitions.clone()).unwrap_or_default()
     }
 
-    pub fn v2(&self, api: &Api, _headers: &HeaderMap) -> Response {
-        let doc = self.built(api).as_ref().map(|b| b.v2.clone()).unwrap_or_default();
+    /// `/openapi/v2`, as JSON or (when asked for) gnostic protobuf.
+    pub fn v2(&self, api: &Api, headers: &HeaderMap) -> Response {
+        let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let wants_pb = accept.split(',').map(|m| m.split(';').next().unwrap_or("").trim()).any(|m| {
+            m == "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+                || m == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+        });
+        let g = self.built(api);
+        if wants_pb {
+            let bytes = g.as_ref().map(|b| b.v2_pb.clone()).unwrap_or_default();
+            let mut resp = Response::new(axum::body::Body::from((*bytes).clone()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+            );
+            return resp;
+        }
+        let doc = g.as_ref().map(|b| b.v2.clone()).unwrap_or_default();
         negotiate::encode(http::StatusCode::OK, &doc, negotiate::Output::Json)
     }
 

@@ -211,12 +211,8 @@ impl Registry {
     pub fn remove(&self, group: &str, plural: &str) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.resources.retain(|(g, _, p), _| !(g == group && p == plural));
-        let still: Vec<String> = inner
-            .resources
-            .keys()
-            .filter(|(g, _, _)| g == group)
-            .map(|(_, v, _)| v.clone())
-            .collect();
+        let still: Vec<String> =
+            inner.resources.keys().filter(|(g, _, _)| g == group).map(|(_, v, _)| v.clone()).collect();
         if let Some(gi) = inner.groups.iter_mut().find(|g| g.name == group) {
             gi.versions.retain(|v| still.contains(v));
         }
@@ -240,7 +236,9 @@ impl Registry {
     pub fn preferred(&self, group: &str, plural: &str) -> Option<Arc<Resource>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let g = inner.groups.iter().find(|g| g.name == group)?;
-        g.versions.iter().find_map(|v| inner.resources.get(&(group.to_string(), v.clone(), plural.to_string())).cloned())
+        g.versions
+            .iter()
+            .find_map(|v| inner.resources.get(&(group.to_string(), v.clone(), plural.to_string())).cloned())
     }
 
     pub fn groups(&self) -> Vec<GroupInfo> {

@@ -46,10 +46,11 @@ pub fn tls_config(m: TlsMaterial) -> Result<Arc<rustls::ServerConfig>, rustls::E
     for ca in m.client_cas {
         roots.add(ca)?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -70,7 +71,11 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Option<User> {
 }
 
 /// Accepts connections until the listener fails; each connection is served on its own task.
-pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: Arc<Api>) -> std::io::Result<()> {
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    api: Arc<Api>,
+) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -104,7 +109,9 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ap
                     req.extensions_mut().insert(id.clone());
                 }
                 let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(crate::handlers::handle(api, req.map(Body::new)).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(crate::handlers::handle(api, req.map(Body::new)).await)
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {

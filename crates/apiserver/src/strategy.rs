@@ -102,7 +102,9 @@ pub fn from_value<T: DeserializeOwned>(obj: Value, kind: &str, api_version: &str
         let path = e.path().to_string();
         let inner = e.into_inner();
         let at = if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") };
-        ApiError::bad_request(format!("{kind} in version {version:?} cannot be handled as a {kind}: {at}{inner}"))
+        ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {at}{inner}"
+        ))
     })
 }
 

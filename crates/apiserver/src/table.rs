@@ -113,17 +113,19 @@ fn custom(cols: &[CustomColumn], items: &[Value], now: jiff::Timestamp) -> (Vec<
                 let found = crate::jsonpath::eval(&c.json_path, o);
                 let cell = match found.first() {
                     None => Value::Null,
-                    Some(v) if c.type_ == "date" => match v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok()) {
-                        Some(t) => json!(printers::human_duration(now.duration_since(t))),
-                        None => Value::Null,
-                    },
+                    Some(v) if c.type_ == "date" => {
+                        match v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok()) {
+                            Some(t) => json!(printers::human_duration(now.duration_since(t))),
+                            None => Value::Null,
+                        }
+                    }
                     Some(_) if found.len() > 1 => {
                         json!(found.iter().map(|v| cell_text(v)).collect::<Vec<_>>().join(","))
                     }
                     Some(v) => match (c.type_.as_str(), v) {
-                        ("integer", Value::Number(_)) | ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => {
-                            (*v).clone()
-                        }
+                        ("integer", Value::Number(_))
+                        | ("number", Value::Number(_))
+                        | ("boolean", Value::Bool(_)) => (*v).clone(),
                         (_, Value::String(_)) => (*v).clone(),
                         _ => json!(cell_text(v)),
                     },

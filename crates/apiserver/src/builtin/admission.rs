@@ -105,9 +105,7 @@ async fn allocate_service(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Ap
                         break;
                     }
                 }
-                picked.ok_or_else(|| {
-                    ApiError::internal("failed to allocate a serviceIP: range is full")
-                })?
+                picked.ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?
             }
         }
     } else if requested == "None" {
@@ -145,7 +143,8 @@ async fn allocate_service(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Ap
     }
     spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
     let wants_node_ports = ty == "NodePort"
-        || (ty == "LoadBalancer" && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false));
+        || (ty == "LoadBalancer"
+            && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false));
     let (lo, hi) = ctx.api.config.node_port_range;
     let old_ports: Vec<Value> =
         old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -162,7 +161,9 @@ async fn allocate_service(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Ap
                     errs.push(FieldError::invalid(
                         format!("spec.ports[{i}].nodePort"),
                         requested,
-                        format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"),
+                        format!(
+                            "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+                        ),
                     ));
                 } else if used_ports.contains(&requested) {
                     errs.push(FieldError::invalid(
@@ -186,7 +187,8 @@ async fn allocate_service(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Ap
                 None => {
                     let span = (hi - lo + 1) as i64;
                     let start = rand::random::<u32>() as i64 % span;
-                    let found = (0..span).map(|k| lo as i64 + (start + k) % span).find(|c| !used_ports.contains(c));
+                    let found =
+                        (0..span).map(|k| lo as i64 + (start + k) % span).find(|c| !used_ports.contains(c));
                     match found {
                         Some(n) => n,
                         None => {
@@ -248,7 +250,10 @@ async fn pod_admission(ctx: &Ctx, obj: &mut Value) {
     let automount = spec.get("automountServiceAccountToken").and_then(Value::as_bool) != Some(false);
     let has_mount = |c: &Value| {
         c.get("volumeMounts").and_then(Value::as_array).is_some_and(|ms| {
-            ms.iter().any(|m| m.get("mountPath").and_then(Value::as_str) == Some("/var/run/secrets/kubernetes.io/serviceaccount"))
+            ms.iter().any(|m| {
+                m.get("mountPath").and_then(Value::as_str)
+                    == Some("/var/run/secrets/kubernetes.io/serviceaccount")
+            })
         })
     };
     if automount {
@@ -304,7 +309,9 @@ async fn pod_admission(ctx: &Ctx, obj: &mut Value) {
     let mut priority = 0i64;
     let mut preemption = "PreemptLowerPriority".to_string();
     if !class.is_empty() {
-        if let Ok(Some(kv)) = ctx.api.store.get(&format!("/registry/scheduling.k8s.io/priorityclasses/{class}")).await {
+        if let Ok(Some(kv)) =
+            ctx.api.store.get(&format!("/registry/scheduling.k8s.io/priorityclasses/{class}")).await
+        {
             if let Ok(pc) = serde_json::from_slice::<Value>(&kv.value) {
                 priority = pc.get("value").and_then(Value::as_i64).unwrap_or(0);
                 if let Some(p) = pc.get("preemptionPolicy").and_then(Value::as_str) {

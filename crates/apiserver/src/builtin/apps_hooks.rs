@@ -40,7 +40,11 @@ pub fn validate_selector_and_template(
     let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
         && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty());
     if empty {
-        errs.push(FieldError::invalid("spec.selector", sel_json.clone(), "empty selector is invalid for deployment"));
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            sel_json.clone(),
+            "empty selector is invalid for deployment",
+        ));
     }
     let parsed = match Selector::from_label_selector(&sel_json) {
         Ok(s) => Some(s),
@@ -253,12 +257,20 @@ impl Hooks<StatefulSet> for StatefulSetHooks {
         validate_selector_and_template(Some(&s.selector), Some(&s.template), &["Always"], &mut errs);
         if let Some(p) = s.pod_management_policy.as_deref() {
             if !matches!(p, "OrderedReady" | "Parallel") {
-                errs.push(not_supported("spec.podManagementPolicy", &json!(p), &["OrderedReady", "Parallel"]));
+                errs.push(not_supported(
+                    "spec.podManagementPolicy",
+                    &json!(p),
+                    &["OrderedReady", "Parallel"],
+                ));
             }
         }
         if let Some(t) = s.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) {
             if !matches!(t, "RollingUpdate" | "OnDelete") {
-                errs.push(not_supported("spec.updateStrategy.type", &json!(t), &["OnDelete", "RollingUpdate"]));
+                errs.push(not_supported(
+                    "spec.updateStrategy.type",
+                    &json!(t),
+                    &["OnDelete", "RollingUpdate"],
+                ));
             }
         }
         errs

@@ -35,8 +35,11 @@ fn job_spec_defaults(s: &mut JobSpec) {
 }
 
 fn validate_job_spec(s: &JobSpec, errs: &mut Vec<FieldError>) {
-    for (f, v) in [("spec.parallelism", s.parallelism), ("spec.completions", s.completions), ("spec.backoffLimit", s.backoff_limit)]
-    {
+    for (f, v) in [
+        ("spec.parallelism", s.parallelism),
+        ("spec.completions", s.completions),
+        ("spec.backoffLimit", s.backoff_limit),
+    ] {
         if let Some(n) = v {
             if n < 0 {
                 errs.push(FieldError::invalid(f, n, "must be greater than or equal to 0"));
@@ -45,7 +48,11 @@ fn validate_job_spec(s: &JobSpec, errs: &mut Vec<FieldError>) {
     }
     if let Some(d) = s.active_deadline_seconds {
         if d <= 0 {
-            errs.push(FieldError::invalid("spec.activeDeadlineSeconds", d, "must be greater than or equal to 1"));
+            errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                d,
+                "must be greater than or equal to 1",
+            ));
         }
     }
     if let Some(m) = s.completion_mode.as_deref() {
@@ -77,7 +84,12 @@ impl Hooks<Job> for JobHooks {
             return;
         }
         // The selector is generated from the Job's uid, and the template carries it.
-        let labels = s.template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
+        let labels = s
+            .template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(Default::default);
         labels.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
         labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
         labels.insert("controller-uid".into(), uid.clone());
@@ -118,10 +130,18 @@ impl Hooks<Job> for JobHooks {
                 ));
             }
             if n.completions != o.completions && n.completion_mode.as_deref() != Some("Indexed") {
-                errs.push(FieldError::invalid("spec.completions", json!(n.completions), "field is immutable"));
+                errs.push(FieldError::invalid(
+                    "spec.completions",
+                    json!(n.completions),
+                    "field is immutable",
+                ));
             }
             if n.completion_mode != o.completion_mode {
-                errs.push(FieldError::invalid("spec.completionMode", json!(n.completion_mode), "field is immutable"));
+                errs.push(FieldError::invalid(
+                    "spec.completionMode",
+                    json!(n.completion_mode),
+                    "field is immutable",
+                ));
             }
         }
         errs
@@ -185,7 +205,11 @@ impl Hooks<CronJob> for CronJobHooks {
         let mut errs = Vec::new();
         let name = c.metadata.name.clone().unwrap_or_default();
         if name.len() > 52 {
-            errs.push(FieldError::invalid("metadata.name", name.as_str(), "must be no more than 52 characters"));
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name.as_str(),
+                "must be no more than 52 characters",
+            ));
         }
         let Some(s) = &c.spec else { return vec![FieldError::required("spec", "")] };
         if s.schedule.is_empty() {
@@ -195,7 +219,11 @@ impl Hooks<CronJob> for CronJobHooks {
         }
         if let Some(p) = s.concurrency_policy.as_deref() {
             if !matches!(p, "Allow" | "Forbid" | "Replace") {
-                errs.push(not_supported("spec.concurrencyPolicy", &json!(p), &["Allow", "Forbid", "Replace"]));
+                errs.push(not_supported(
+                    "spec.concurrencyPolicy",
+                    &json!(p),
+                    &["Allow", "Forbid", "Replace"],
+                ));
             }
         }
         if let Some(tz) = s.time_zone.as_deref() {
@@ -205,7 +233,8 @@ impl Hooks<CronJob> for CronJobHooks {
         }
         match &s.job_template.spec {
             Some(js) => {
-                let rp = js.template.spec.as_ref().and_then(|p| p.restart_policy.as_deref()).unwrap_or("Always");
+                let rp =
+                    js.template.spec.as_ref().and_then(|p| p.restart_policy.as_deref()).unwrap_or("Always");
                 if !matches!(rp, "OnFailure" | "Never") {
                     errs.push(not_supported(
                         "spec.jobTemplate.spec.template.spec.restartPolicy",
@@ -214,7 +243,10 @@ impl Hooks<CronJob> for CronJobHooks {
                     ));
                 }
                 if let Some(ps) = &js.template.spec {
-                    errs.extend(super::core_hooks::validate_pod_spec(ps, "spec.jobTemplate.spec.template.spec"));
+                    errs.extend(super::core_hooks::validate_pod_spec(
+                        ps,
+                        "spec.jobTemplate.spec.template.spec",
+                    ));
                 }
             }
             None => errs.push(FieldError::required("spec.jobTemplate.spec", "")),

@@ -13,7 +13,9 @@ pub struct HpaV1;
 
 fn cpu_target(v2: &Value) -> Option<Value> {
     v2.pointer("/spec/metrics")?.as_array()?.iter().find_map(|m| {
-        (m["type"] == "Resource" && m["resource"]["name"] == "cpu" && m["resource"]["target"]["type"] == "Utilization")
+        (m["type"] == "Resource"
+            && m["resource"]["name"] == "cpu"
+            && m["resource"]["target"]["type"] == "Utilization")
             .then(|| m["resource"]["target"]["averageUtilization"].clone())
     })
 }
@@ -166,7 +168,8 @@ mod tests {
 
     #[test]
     fn events_rename_between_groups() {
-        let core = json!({"apiVersion": "v1", "kind": "Event", "message": "hi", "involvedObject": {"name": "p"}});
+        let core =
+            json!({"apiVersion": "v1", "kind": "Event", "message": "hi", "involvedObject": {"name": "p"}});
         let ev = EventsV1.convert_out(core, "events.k8s.io/v1");
         assert_eq!(ev["note"], "hi");
         assert_eq!(ev["regarding"]["name"], "p");

@@ -19,7 +19,12 @@ fn immutable(field: &str, value: Value) -> FieldError {
 }
 
 /// Validates containers of a pod spec under `path` (e.g. `spec.containers`).
-fn validate_containers(cs: &[Container], path: &str, names: &mut BTreeSet<String>, errs: &mut Vec<FieldError>) {
+fn validate_containers(
+    cs: &[Container],
+    path: &str,
+    names: &mut BTreeSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
     for (i, c) in cs.iter().enumerate() {
         let p = format!("{path}[{i}]");
         if c.name.is_empty() {
@@ -37,7 +42,11 @@ fn validate_containers(cs: &[Container], path: &str, names: &mut BTreeSet<String
         }
         if let Some(pp) = c.image_pull_policy.as_deref() {
             if !matches!(pp, "Always" | "IfNotPresent" | "Never") {
-                errs.push(not_supported(format!("{p}.imagePullPolicy"), &json!(pp), &["Always", "IfNotPresent", "Never"]));
+                errs.push(not_supported(
+                    format!("{p}.imagePullPolicy"),
+                    &json!(pp),
+                    &["Always", "IfNotPresent", "Never"],
+                ));
             }
         }
         for (j, port) in c.ports.iter().flatten().enumerate() {
@@ -50,7 +59,11 @@ fn validate_containers(cs: &[Container], path: &str, names: &mut BTreeSet<String
             }
             if let Some(proto) = port.protocol.as_deref() {
                 if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                    errs.push(not_supported(format!("{p}.ports[{j}].protocol"), &json!(proto), &["SCTP", "TCP", "UDP"]));
+                    errs.push(not_supported(
+                        format!("{p}.ports[{j}].protocol"),
+                        &json!(proto),
+                        &["SCTP", "TCP", "UDP"],
+                    ));
                 }
             }
         }
@@ -89,7 +102,11 @@ pub fn validate_pod_spec(s: &PodSpec, path: &str) -> Vec<FieldError> {
     }
     if let Some(rp) = s.restart_policy.as_deref() {
         if !matches!(rp, "Always" | "OnFailure" | "Never") {
-            errs.push(not_supported(format!("{path}.restartPolicy"), &json!(rp), &["Always", "OnFailure", "Never"]));
+            errs.push(not_supported(
+                format!("{path}.restartPolicy"),
+                &json!(rp),
+                &["Always", "OnFailure", "Never"],
+            ));
         }
     }
     if let Some(dp) = s.dns_policy.as_deref() {
@@ -188,7 +205,11 @@ impl Hooks<Pod> for PodHooks {
 
     fn prepare_for_create(&self, p: &mut Pod) {
         let qos = p.spec.as_ref().map(qos_class).unwrap_or("BestEffort");
-        p.status = Some(PodStatus { phase: Some("Pending".into()), qos_class: Some(qos.into()), ..Default::default() });
+        p.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            qos_class: Some(qos.into()),
+            ..Default::default()
+        });
     }
 
     fn validate(&self, p: &Pod) -> Vec<FieldError> {
@@ -296,7 +317,11 @@ impl Hooks<Service> for ServiceHooks {
         let Some(spec) = &s.spec else { return vec![FieldError::required("spec", "")] };
         let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
         if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
-            errs.push(not_supported("spec.type", &json!(ty), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+            errs.push(not_supported(
+                "spec.type",
+                &json!(ty),
+                &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+            ));
         }
         let ports = spec.ports.clone().unwrap_or_default();
         if ty != "ExternalName" && ports.is_empty() && spec.cluster_ip.as_deref() != Some("None") {
@@ -315,11 +340,19 @@ impl Hooks<Service> for ServiceHooks {
                 errs.push(crate::error::duplicate(format!("spec.ports[{i}].name"), &json!(name)));
             }
             if !(1..=65535).contains(&p.port) {
-                errs.push(FieldError::invalid(format!("spec.ports[{i}].port"), p.port, "must be between 1 and 65535, inclusive"));
+                errs.push(FieldError::invalid(
+                    format!("spec.ports[{i}].port"),
+                    p.port,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             if let Some(proto) = p.protocol.as_deref() {
                 if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                    errs.push(not_supported(format!("spec.ports[{i}].protocol"), &json!(proto), &["SCTP", "TCP", "UDP"]));
+                    errs.push(not_supported(
+                        format!("spec.ports[{i}].protocol"),
+                        &json!(proto),
+                        &["SCTP", "TCP", "UDP"],
+                    ));
                 }
             }
             if p.node_port.is_some() && ty == "ClusterIP" {
@@ -351,12 +384,18 @@ impl Hooks<Namespace> for NamespaceHooks {
     fn default(&self, ns: &mut Namespace) {
         let name = ns.metadata.name.clone().unwrap_or_default();
         if !name.is_empty() {
-            ns.metadata.labels.get_or_insert_with(Default::default).insert("kubernetes.io/metadata.name".into(), name);
+            ns.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert("kubernetes.io/metadata.name".into(), name);
         }
     }
 
     fn prepare_for_create(&self, ns: &mut Namespace) {
-        ns.status = Some(k8s_openapi::api::core::v1::NamespaceStatus { phase: Some("Active".into()), ..Default::default() });
+        ns.status = Some(k8s_openapi::api::core::v1::NamespaceStatus {
+            phase: Some("Active".into()),
+            ..Default::default()
+        });
         let spec = ns.spec.get_or_insert_with(Default::default);
         let fins = spec.finalizers.get_or_insert_with(Vec::new);
         if !fins.iter().any(|f| f == "kubernetes") {
@@ -415,7 +454,11 @@ impl Hooks<ConfigMap> for ConfigMapHooks {
             validate_data_keys(b.keys(), "binaryData", &mut errs);
             for k in b.keys() {
                 if c.data.as_ref().is_some_and(|d| d.contains_key(k)) {
-                    errs.push(FieldError::invalid("data", k.as_str(), "duplicate of key present in binaryData"));
+                    errs.push(FieldError::invalid(
+                        "data",
+                        k.as_str(),
+                        "duplicate of key present in binaryData",
+                    ));
                 }
             }
         }
@@ -482,7 +525,10 @@ impl Hooks<Secret> for SecretHooks {
             "kubernetes.io/service-account-token" => {
                 let ann = s.metadata.annotations.as_ref();
                 if ann.and_then(|a| a.get("kubernetes.io/service-account.name")).is_none() {
-                    errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
+                    errs.push(FieldError::required(
+                        "metadata.annotations[kubernetes.io/service-account.name]",
+                        "",
+                    ));
                 }
             }
             _ => {}

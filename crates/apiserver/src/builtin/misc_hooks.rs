@@ -19,13 +19,18 @@ impl Hooks<Ingress> for IngressHooks {
         let mut errs = Vec::new();
         let Some(s) = &i.spec else { return vec![FieldError::required("spec", "")] };
         if s.default_backend.is_none() && s.rules.as_ref().is_none_or(|r| r.is_empty()) {
-            errs.push(FieldError::invalid("spec.rules", json!([]), "either `defaultBackend` or `rules` must be specified"));
+            errs.push(FieldError::invalid(
+                "spec.rules",
+                json!([]),
+                "either `defaultBackend` or `rules` must be specified",
+            ));
         }
         for (i, r) in s.rules.iter().flatten().enumerate() {
             for (j, p) in r.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                 let at = format!("spec.rules[{i}].http.paths[{j}]");
                 match p.path_type.as_str() {
-                    "" => errs.push(FieldError::required(format!("{at}.pathType"), "pathType must be specified")),
+                    "" => errs
+                        .push(FieldError::required(format!("{at}.pathType"), "pathType must be specified")),
                     "Exact" | "Prefix" | "ImplementationSpecific" => {}
                     other => errs.push(not_supported(
                         format!("{at}.pathType"),
@@ -35,7 +40,11 @@ impl Hooks<Ingress> for IngressHooks {
                 }
                 if let Some(path) = &p.path {
                     if p.path_type != "ImplementationSpecific" && !path.starts_with('/') {
-                        errs.push(FieldError::invalid(format!("{at}.path"), path.as_str(), "must be an absolute path"));
+                        errs.push(FieldError::invalid(
+                            format!("{at}.path"),
+                            path.as_str(),
+                            "must be an absolute path",
+                        ));
                     }
                 }
             }
@@ -84,7 +93,11 @@ impl Hooks<StorageClass> for StorageClassHooks {
         }
         if let Some(m) = s.volume_binding_mode.as_deref() {
             if !matches!(m, "Immediate" | "WaitForFirstConsumer") {
-                errs.push(not_supported("volumeBindingMode", &json!(m), &["Immediate", "WaitForFirstConsumer"]));
+                errs.push(not_supported(
+                    "volumeBindingMode",
+                    &json!(m),
+                    &["Immediate", "WaitForFirstConsumer"],
+                ));
             }
         }
         errs
@@ -112,7 +125,10 @@ impl Hooks<PriorityClass> for PriorityClassHooks {
     fn validate(&self, p: &PriorityClass) -> Vec<FieldError> {
         let name = p.metadata.name.clone().unwrap_or_default();
         if name.starts_with("system-") && p.value < 1_000_000_000 {
-            return vec![FieldError::forbidden("metadata.name", "priority class names with 'system-' prefix are reserved")];
+            return vec![FieldError::forbidden(
+                "metadata.name",
+                "priority class names with 'system-' prefix are reserved",
+            )];
         }
         Vec::new()
     }

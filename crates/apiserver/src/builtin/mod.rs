@@ -46,7 +46,8 @@ pub struct Def {
     pub verbs: Vec<&'static str>,
 }
 
-const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 impl Def {
     pub fn new(strategy: Arc<dyn Strategy>) -> Self {
@@ -215,18 +216,29 @@ pub fn register_all(r: &Registry) {
     );
     add::<core::Node>(
         r,
-        Def::new(typed::<core::Node, _>(core_hooks::NodeHooks))
-            .short(&["no"])
-            .status()
-            .extra("proxy", "NodeProxyOptions", &["create", "delete", "get", "patch", "update"]),
+        Def::new(typed::<core::Node, _>(core_hooks::NodeHooks)).short(&["no"]).status().extra(
+            "proxy",
+            "NodeProxyOptions",
+            &["create", "delete", "get", "patch", "update"],
+        ),
     );
-    add::<core::ConfigMap>(r, Def::new(typed::<core::ConfigMap, _>(core_hooks::ConfigMapHooks)).short(&["cm"]));
+    add::<core::ConfigMap>(
+        r,
+        Def::new(typed::<core::ConfigMap, _>(core_hooks::ConfigMapHooks)).short(&["cm"]),
+    );
     add::<core::Secret>(r, Def::new(typed::<core::Secret, _>(core_hooks::SecretHooks)));
     add::<core::ServiceAccount>(
         r,
-        Def::new(plain::<core::ServiceAccount>()).short(&["sa"]).create_on_update().extra("token", "TokenRequest", &["create"]),
+        Def::new(plain::<core::ServiceAccount>()).short(&["sa"]).create_on_update().extra(
+            "token",
+            "TokenRequest",
+            &["create"],
+        ),
     );
-    add::<core::Event>(r, Def::new(typed::<core::Event, _>(core_hooks::EventHooks)).short(&["ev"]).create_on_update());
+    add::<core::Event>(
+        r,
+        Def::new(typed::<core::Event, _>(core_hooks::EventHooks)).short(&["ev"]).create_on_update(),
+    );
     add::<core::PersistentVolume>(
         r,
         Def::new(typed::<core::PersistentVolume, _>(core_hooks::PvHooks)).short(&["pv"]).status(),
@@ -277,17 +289,22 @@ pub fn register_all(r: &Registry) {
     );
     add::<apps::DaemonSet>(
         r,
-        Def::new(typed::<apps::DaemonSet, _>(apps_hooks::DaemonSetHooks)).short(&["ds"]).all().status().generation(),
+        Def::new(typed::<apps::DaemonSet, _>(apps_hooks::DaemonSetHooks))
+            .short(&["ds"])
+            .all()
+            .status()
+            .generation(),
     );
     add::<apps::ControllerRevision>(r, Def::new(plain::<apps::ControllerRevision>()));
     // batch/v1
-    add::<batch::Job>(
-        r,
-        Def::new(typed::<batch::Job, _>(batch_hooks::JobHooks)).all().status().generation(),
-    );
+    add::<batch::Job>(r, Def::new(typed::<batch::Job, _>(batch_hooks::JobHooks)).all().status().generation());
     add::<batch::CronJob>(
         r,
-        Def::new(typed::<batch::CronJob, _>(batch_hooks::CronJobHooks)).short(&["cj"]).all().status().generation(),
+        Def::new(typed::<batch::CronJob, _>(batch_hooks::CronJobHooks))
+            .short(&["cj"])
+            .all()
+            .status()
+            .generation(),
     );
     // autoscaling: stored as v2, served as v2 (preferred) and v1.
     let hpa = add::<autoscalingv2::HorizontalPodAutoscaler>(
@@ -296,17 +313,16 @@ pub fn register_all(r: &Registry) {
     );
     add::<autoscalingv1::HorizontalPodAutoscaler>(
         r,
-        Def::new(Arc::new(convert::HpaV1))
-            .short(&["hpa"])
-            .all()
-            .status()
-            .storage(hpa.storage.clone()),
+        Def::new(Arc::new(convert::HpaV1)).short(&["hpa"]).all().status().storage(hpa.storage.clone()),
     );
     r.set_group_versions("autoscaling", vec!["v2".into(), "v1".into()]);
     // networking.k8s.io/v1
     add::<networking::Ingress>(
         r,
-        Def::new(typed::<networking::Ingress, _>(misc_hooks::IngressHooks)).short(&["ing"]).status().generation(),
+        Def::new(typed::<networking::Ingress, _>(misc_hooks::IngressHooks))
+            .short(&["ing"])
+            .status()
+            .generation(),
     );
     add::<networking::IngressClass>(r, Def::new(plain::<networking::IngressClass>()));
     add::<networking::NetworkPolicy>(
@@ -322,7 +338,10 @@ pub fn register_all(r: &Registry) {
     );
     // rbac.authorization.k8s.io/v1
     add::<rbac::ClusterRole>(r, Def::new(plain::<rbac::ClusterRole>()).rule(PathSegment).create_on_update());
-    add::<rbac::ClusterRoleBinding>(r, Def::new(plain::<rbac::ClusterRoleBinding>()).rule(PathSegment).create_on_update());
+    add::<rbac::ClusterRoleBinding>(
+        r,
+        Def::new(plain::<rbac::ClusterRoleBinding>()).rule(PathSegment).create_on_update(),
+    );
     add::<rbac::Role>(r, Def::new(plain::<rbac::Role>()).rule(PathSegment).create_on_update());
     add::<rbac::RoleBinding>(r, Def::new(plain::<rbac::RoleBinding>()).rule(PathSegment).create_on_update());
     // coordination.k8s.io/v1
@@ -475,8 +494,14 @@ pub async fn ensure(api: &Api, group: &str, plural: &str, obj: Value, replace: b
 /// Service with this server as its endpoint.
 pub async fn bootstrap(api: &Arc<Api>) -> ApiResult<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(api, "", "namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), false)
-            .await?;
+        ensure(
+            api,
+            "",
+            "namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            false,
+        )
+        .await?;
     }
     let first_ip = match admission::parse_cidr(&api.config.service_cidr) {
         Some((net, _)) => std::net::Ipv4Addr::from(net + 1).to_string(),

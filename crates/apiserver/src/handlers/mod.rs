@@ -91,21 +91,30 @@ pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
     let path = req.uri().path().to_string();
     let mut resp = route(api.clone(), req).await.unwrap_or_else(|e| e.into_response());
     if resp.status() == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"kubernetes-master\""));
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"kubernetes-master\""));
     }
     api.metrics.observe(&method, &path, resp.status().as_u16(), started.elapsed());
     resp
 }
 
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
 }
 
 async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let cert = parts.extensions.get::<CertIdentity>();
-    let user = match parts.extensions.get::<User>().cloned().or_else(|| api.authn.authenticate(&parts.headers, cert)) {
+    let user = match parts
+        .extensions
+        .get::<User>()
+        .cloned()
+        .or_else(|| api.authn.authenticate(&parts.headers, cert))
+    {
         Some(u) => u,
         None if is_public(&path) => User::new("system:anonymous", &["system:unauthenticated"]),
         None => return Err(ApiError::unauthorized()),
@@ -195,14 +204,22 @@ async fn dispatch(ctx: &Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         (&Method::POST, false, None) => write::create(ctx, &body).await,
         (&Method::POST, true, Some("binding")) if ctx.res.plural == "pods" => sub::binding(ctx, &body).await,
         (&Method::POST, false, _) if ctx.res.plural == "bindings" => sub::binding(ctx, &body).await,
-        (&Method::POST, true, Some("eviction")) if ctx.res.plural == "pods" => sub::eviction(ctx, &body).await,
+        (&Method::POST, true, Some("eviction")) if ctx.res.plural == "pods" => {
+            sub::eviction(ctx, &body).await
+        }
         (&Method::PUT, true, None) => write::update(ctx, &body).await,
         (&Method::PUT, true, Some("status")) if ctx.res.status_subresource => write::update(ctx, &body).await,
-        (&Method::PUT, true, Some("finalize")) if ctx.res.plural == "namespaces" => write::update(ctx, &body).await,
+        (&Method::PUT, true, Some("finalize")) if ctx.res.plural == "namespaces" => {
+            write::update(ctx, &body).await
+        }
         (&Method::PUT, true, Some("scale")) if ctx.res.scale.is_some() => sub::update_scale(ctx, &body).await,
         (&Method::PATCH, true, None) => write::patch(ctx, &body).await,
-        (&Method::PATCH, true, Some("status")) if ctx.res.status_subresource => write::patch(ctx, &body).await,
-        (&Method::PATCH, true, Some("scale")) if ctx.res.scale.is_some() => sub::patch_scale(ctx, &body).await,
+        (&Method::PATCH, true, Some("status")) if ctx.res.status_subresource => {
+            write::patch(ctx, &body).await
+        }
+        (&Method::PATCH, true, Some("scale")) if ctx.res.scale.is_some() => {
+            sub::patch_scale(ctx, &body).await
+        }
         (&Method::DELETE, true, None) => write::delete(ctx, &body).await,
         (&Method::DELETE, false, None) => write::delete_collection(ctx, &body).await,
         (_, _, Some(_)) => Err(ApiError::path_not_found()),

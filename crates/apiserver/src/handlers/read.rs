@@ -31,10 +31,7 @@ impl Filter {
         for r in fields.requirements() {
             let empty = json!({});
             if field_label_value(&*ctx.res.strategy, &empty, &r.field).is_none() {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {}",
-                    r.field
-                )));
+                return Err(ApiError::bad_request(format!("field label not supported: {}", r.field)));
             }
         }
         Ok(Self { labels, fields, res: ctx.res.clone() })
@@ -78,7 +75,11 @@ pub fn respond_object(ctx: &Ctx, code: StatusCode, obj: &Value) -> ApiResult<Res
     Ok(match out {
         Output::Table { beta, include } => {
             let meta = json!({"resourceVersion": crate::meta::resource_version(obj)});
-            negotiate::encode(code, &crate::table::table(&ctx.res, std::slice::from_ref(obj), meta, beta, include), out)
+            negotiate::encode(
+                code,
+                &crate::table::table(&ctx.res, std::slice::from_ref(obj), meta, beta, include),
+                out,
+            )
         }
         Output::Metadata { beta } => negotiate::encode(code, &crate::table::partial_metadata(obj, beta), out),
         _ => negotiate::encode(code, obj, out),
@@ -91,7 +92,8 @@ pub async fn get(ctx: &Ctx) -> ApiResult<Response> {
     let obj = if rv.is_empty() {
         load(ctx, name).await?.0
     } else {
-        let min: i64 = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+        let min: i64 =
+            rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
         let cache = ctx.api.caches.cache(&ctx.res.storage.prefix).await?;
         if min > 0 {
             ctx.api.caches.wait_for(min).await?;
@@ -165,9 +167,7 @@ pub async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
         ));
     }
     if cont.is_some() && !rv.is_empty() && rv != "0" {
-        return Err(ApiError::bad_request(
-            "specifying resource version is not allowed when using continue",
-        ));
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
     }
     if rv_match == "Exact" && rv == "0" {
         return Err(ApiError::bad_request(

@@ -22,7 +22,9 @@ fn scale_of(ctx: &Ctx, obj: &Value) -> ApiResult<Value> {
     } else if let Some(p) = &paths.selector_object {
         match meta::path(obj, p) {
             // ReplicationControllers select with a plain map.
-            Some(Value::Object(m)) if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") => {
+            Some(Value::Object(m))
+                if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") =>
+            {
                 let set = m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect();
                 Selector::from_set(&set).to_string()
             }
@@ -125,8 +127,8 @@ pub async fn patch_scale(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
             ));
         }
     };
-    let patch: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     write_scale(ctx, |current| apply_patch(ctx, pt, current, &patch)).await
 }
 
@@ -155,11 +157,21 @@ pub async fn binding(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
         let old = old.ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
         if let Some(uid) = &uid_pre {
             if uid != meta::uid(old) {
-                return Err(ApiError::conflict("", "pods", &pod_name, "the UID in the binding does not match the pod"));
+                return Err(ApiError::conflict(
+                    "",
+                    "pods",
+                    &pod_name,
+                    "the UID in the binding does not match the pod",
+                ));
             }
         }
         if meta::is_deleting(old) {
-            return Err(ApiError::conflict("", "pods", &pod_name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &pod_name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
         if !current.is_empty() {
@@ -187,7 +199,8 @@ pub async fn binding(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
         Ok(pod)
     })
     .await?;
-    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    let status =
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(negotiate::encode(StatusCode::CREATED, &status, negotiate::Output::Json))
 }
 
@@ -232,10 +245,12 @@ pub async fn eviction(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     if let Some(d) = ev.get("deleteOptions") {
         opts.grace = d.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.precondition_uid = d.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        opts.precondition_rv = d.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_rv =
+            d.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
     }
     let pctx = ctx.for_resource(ctx.res.clone(), &name, None);
     delete_object(&pctx, &name, &opts).await?;
-    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    let status =
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(negotiate::encode(StatusCode::CREATED, &status, negotiate::Output::Json))
 }

@@ -166,7 +166,8 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, dry: bool, fv: FieldValida
             m.remove("generation");
         }
     }
-    let generate = meta::name(&obj).is_empty() && !meta::meta_str(&obj, "generateName").unwrap_or("").is_empty();
+    let generate =
+        meta::name(&obj).is_empty() && !meta::meta_str(&obj, "generateName").unwrap_or("").is_empty();
     if generate {
         let base = meta::meta_str(&obj, "generateName").unwrap_or("").to_string();
         set_meta(&mut obj, "name", Some(json!(apimachinery::validation::generate_name(&base))));
@@ -279,7 +280,13 @@ fn prepare_update(ctx: &Ctx, new: Value, old: &Value) -> ApiResult<Value> {
         _ => {
             {
                 let m = metadata_mut(&mut new);
-                for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for k in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match old.get("metadata").and_then(|om| om.get(k)) {
                         Some(v) => {
                             m.insert(k.into(), v.clone());
@@ -388,7 +395,9 @@ pub async fn guaranteed_update(
                     return Ok((new, false));
                 }
                 Err(store::Error::Conflict { .. }) if pinned.is_empty() => continue,
-                Err(store::Error::Conflict { .. }) => return Err(ApiError::modified(&res.group, &res.plural, name)),
+                Err(store::Error::Conflict { .. }) => {
+                    return Err(ApiError::modified(&res.group, &res.plural, name));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -405,7 +414,9 @@ pub async fn guaranteed_update(
                 return Ok((new, false));
             }
             Err(store::Error::Conflict { .. }) if pinned.is_empty() => continue,
-            Err(store::Error::Conflict { .. }) => return Err(ApiError::modified(&res.group, &res.plural, name)),
+            Err(store::Error::Conflict { .. }) => {
+                return Err(ApiError::modified(&res.group, &res.plural, name));
+            }
             Err(store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -467,7 +478,11 @@ pub fn apply_patch(ctx: &Ctx, pt: PatchType, original: &Value, patch: &Value) ->
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut doc = original.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
             Ok(doc)
         }
@@ -490,7 +505,8 @@ pub async fn patch(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let fv = FieldValidation::from_query(&ctx.query)?;
     let doc: Value = match pt {
         PatchType::Apply => negotiate::decode_body(&ctx.headers, body)?,
-        _ => serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+        _ => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
     };
     if pt == PatchType::Apply {
         check_type_meta(&ctx.res, &doc)?;
@@ -561,7 +577,8 @@ fn delete_opts(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
             }
         }
         o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        o.precondition_rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        o.precondition_rv =
+            v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
         if v.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
             o.dry = true;
         }
@@ -612,7 +629,10 @@ pub async fn delete_object(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResul
                     &res.group,
                     &res.plural,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&obj)),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&obj)
+                    ),
                 ));
             }
         }
@@ -664,7 +684,10 @@ pub async fn delete_object(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResul
                 let m = metadata_mut(&mut upd);
                 if !already || shorten {
                     let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                    m.insert("deletionTimestamp".into(), json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 }
                 if finalizers.is_empty() {
@@ -699,7 +722,9 @@ pub async fn delete_object(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResul
         match ctx.api.store.delete(&key, Some(kv.mod_revision)).await {
             Ok(_) => return Ok((StatusCode::OK, deleted_body(&res, &obj))),
             Err(store::Error::Conflict { .. }) => continue,
-            Err(store::Error::NotFound { .. }) => return Err(ApiError::not_found(&res.group, &res.plural, name)),
+            Err(store::Error::NotFound { .. }) => {
+                return Err(ApiError::not_found(&res.group, &res.plural, name));
+            }
             Err(e) => return Err(e.into()),
         }
     }

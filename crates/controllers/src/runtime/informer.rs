@@ -28,6 +28,8 @@ struct Entry<K: Resource<DynamicType = ()> + Clone + 'static> {
 pub struct Informers {
     client: Client,
     entries: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+    /// Test mode: caches hold only what [`Informers::seed`] put there; nothing watches.
+    offline: bool,
 }
 
 /// One resource type's cache and change feed.
@@ -65,7 +67,31 @@ where
 
 impl Informers {
     pub fn new(client: Client) -> Self {
-        Self { client, entries: Arc::new(Mutex::new(HashMap::new())) }
+        Self { client, entries: Arc::new(Mutex::new(HashMap::new())), offline: false }
+    }
+
+    /// Informers whose caches are filled by hand ([`Informers::seed`]) and never watch:
+    /// for reconcile tests that seed a state and assert on the writes.
+    pub fn offline(client: Client) -> Self {
+        Self { client, entries: Arc::new(Mutex::new(HashMap::new())), offline: true }
+    }
+
+    /// Puts objects into the cache of `K` (test mode).
+    pub fn seed<K>(&self, objects: Vec<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    {
+        let (reader, mut writer) = reflector::store::<K>();
+        writer.apply_watcher_event(&Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        let (tx, _) = broadcast::channel(FANOUT);
+        // The writer must outlive this call for the store to stay ready.
+        std::mem::forget(writer);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(TypeId::of::<K>(), Box::new(Entry { reader, changes: tx }));
     }
 
     pub fn client(&self) -> &Client {
@@ -80,6 +106,11 @@ impl Informers {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = entries.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Entry<K>>()) {
             return Informer { store: e.reader.clone(), changes: e.changes.clone() };
+        }
+        if self.offline {
+            drop(entries);
+            self.seed::<K>(Vec::new());
+            return self.get::<K>();
         }
         let (reader, mut writer) = reflector::store::<K>();
         let (tx, _) = broadcast::channel(FANOUT);

@@ -57,3 +57,47 @@ pub async fn run(ctx: Arc<Context>) {
         .for_each(|_| async {})
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::testing::fake_client;
+    use crate::{Informers, Options, SystemClock};
+
+    fn ns(name: &str) -> Namespace {
+        Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
+    }
+
+    fn ctx(client: kube::Client) -> Arc<Context> {
+        Arc::new(Context {
+            informers: Informers::offline(client.clone()),
+            client,
+            clock: Arc::new(SystemClock),
+            options: Options::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_namespace_without_a_default_account_gets_one() {
+        let (client, calls) = fake_client();
+        let ctx = ctx(client);
+        reconcile(Arc::new(ns("team")), ctx).await.unwrap();
+        let writes = calls.writes();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].method, "POST");
+        assert!(writes[0].path.starts_with("/api/v1/namespaces/team/serviceaccounts"));
+        assert_eq!(writes[0].body["metadata"]["name"], "default");
+    }
+
+    #[tokio::test]
+    async fn a_namespace_with_its_default_account_is_left_alone() {
+        let (client, calls) = fake_client();
+        let ctx = ctx(client);
+        ctx.informers.seed(vec![ServiceAccount {
+            metadata: ObjectMeta { name: Some("default".into()), namespace: Some("team".into()), ..Default::default() },
+            ..Default::default()
+        }]);
+        reconcile(Arc::new(ns("team")), ctx).await.unwrap();
+        assert!(calls.writes().is_empty());
+    }
+}
