@@ -7,7 +7,7 @@
 //! [`encode`] writes what a Go client would send for a JSON object.
 //!
 //! The field numbers, JSON names and Go field semantics (pointer, `omitempty`,
-//! embedded) come from a generated table ([`table`](crate::table)) covering every
+//! embedded) come from a generated table (`src/table.rs`) covering every
 //! message reachable from the kinds of the core groups; [`knows`] says whether a
 //! group/version/kind is in it.
 //!

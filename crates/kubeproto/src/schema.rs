@@ -180,6 +180,51 @@ mod tests {
         }
     }
 
+    fn json_names(message_name: &str) -> Vec<&'static str> {
+        message(message_name).map(|m| m.fields.iter().map(|f| f.json).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn json_names_use_the_kubernetes_spelling_not_camel_case_of_the_proto_name() {
+        let cases = [
+            ("io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource", "volumeID"),
+            ("io.k8s.api.core.v1.NodeSpec", "podCIDRs"),
+            ("io.k8s.api.core.v1.PodSpec", "hostIPC"),
+            ("io.k8s.api.core.v1.PodSpec", "setHostnameAsFQDN"),
+            ("io.k8s.api.core.v1.VolumeSource", "downwardAPI"),
+            ("io.k8s.api.core.v1.VolumeSource", "scaleIO"),
+            ("io.k8s.api.core.v1.DaemonEndpoint", "Port"),
+            ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps", "$ref"),
+            (
+                "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps",
+                "x-kubernetes-list-map-keys",
+            ),
+            (
+                "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ConversionRequest",
+                "desiredAPIVersion",
+            ),
+            ("io.k8s.api.rbac.v1.PolicyRule", "nonResourceURLs"),
+        ];
+        for (msg, name) in cases {
+            assert!(json_names(msg).contains(&name), "{msg} lacks {name}: {:?}", json_names(msg));
+        }
+    }
+
+    #[test]
+    fn list_kinds_and_subresource_kinds_are_indexed() {
+        for (av, k) in [
+            ("v1", "PodList"),
+            ("apps/v1", "DeploymentList"),
+            ("policy/v1", "Eviction"),
+            ("autoscaling/v1", "Scale"),
+            ("v1", "Binding"),
+            ("authentication.k8s.io/v1", "TokenRequest"),
+            ("v1", "List"),
+        ] {
+            assert!(kind(av, k).is_some(), "{av} {k}");
+        }
+    }
+
     #[test]
     fn meta_kinds_are_served_by_every_group_version() {
         assert!(kind("policy/v1", "DeleteOptions").is_some());

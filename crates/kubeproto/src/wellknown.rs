@@ -136,7 +136,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
                 break;
             }
             frac_scale /= 10;
-            part += u128::from(d - b'0') * frac_scale;
+            part = part.checked_add(u128::from(d - b'0') * frac_scale).ok_or_else(bad)?;
         }
         total = total.checked_add(part).ok_or_else(bad)?;
         if total > u128::from(i64::MAX.unsigned_abs()) + u128::from(neg) {
@@ -185,6 +185,7 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("1d").is_err());
         assert!(parse_duration("9999999999999h").is_err());
+        assert!(parse_duration("340282366920938463463374607431768211455.9ns").is_err());
     }
 
     #[test]
