@@ -1,6 +1,8 @@
 //! JSON to protobuf: the inverse of [`crate::decode`], writing what a Go client would
 //! write for the same object (JSON keys the table does not know are dropped, as Go's
-//! JSON decoding drops them).
+//! JSON decoding drops them). Embedded objects (`RawExtension`: watch events, list
+//! items) of known kinds are written as nested protobuf bodies, because Go clients
+//! decode them with the protobuf serializer; other embedded values stay JSON.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,7 +39,20 @@ impl Path<'_> {
 
 /// Encodes a whole body: magic, `runtime.Unknown` envelope, and the object inside.
 pub(crate) fn body(obj: &Value) -> Result<Vec<u8>, Error> {
-    let map = obj.as_object().ok_or_else(|| Path::Root.error("expected an object"))?;
+    embedded(obj, &Path::Root, 0)
+}
+
+/// Whether `v` is an object of a kind the codec knows, so it can be embedded as protobuf.
+fn embeds_known_kind(v: &Value) -> bool {
+    match (v.get("apiVersion").and_then(Value::as_str), v.get("kind").and_then(Value::as_str)) {
+        (Some(api_version), Some(kind)) => schema::kind(api_version, kind).is_some(),
+        _ => false,
+    }
+}
+
+/// A body, at `depth` levels inside another one.
+fn embedded(obj: &Value, path: &Path<'_>, depth: usize) -> Result<Vec<u8>, Error> {
+    let map = obj.as_object().ok_or_else(|| path.error("expected an object"))?;
     let text = |key: &'static str| -> Result<&str, Error> {
         map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or(Error::MissingTypeMeta(key))
     };
@@ -45,7 +60,7 @@ pub(crate) fn body(obj: &Value) -> Result<Vec<u8>, Error> {
     let msg = schema::kind(api_version, kind)
         .ok_or_else(|| Error::UnknownKind { api_version: api_version.into(), kind: kind.into() })?;
     let mut raw = Vec::new();
-    object(msg, map, &Path::Root, 1, &mut raw)?;
+    object(msg, map, path, depth + 1, &mut raw)?;
     let mut type_meta = Vec::new();
     put_len_field(&mut type_meta, 1, api_version.as_bytes());
     put_len_field(&mut type_meta, 2, kind.as_bytes());
@@ -224,6 +239,12 @@ fn message(msg: &'static Message, v: &Value, path: &Path<'_>, depth: usize) -> R
             put_varint_field(&mut out, 1, ty);
             put_varint_field(&mut out, 2, int_val as u64);
             put_len_field(&mut out, 3, str_val.as_bytes());
+        }
+        Special::RawExtension if embeds_known_kind(v) => {
+            // Go clients decode embedded objects (watch events, list items) with the
+            // protobuf serializer, which insists on the magic prefix.
+            let raw = embedded(v, path, depth)?;
+            put_len_field(&mut out, 1, &raw);
         }
         Special::RawExtension | Special::RawJson => {
             let raw = serde_json::to_vec(v).map_err(|e| path.error(e.to_string()))?;

@@ -34,7 +34,9 @@ pub fn decode(body: &[u8]) -> Result<serde_json::Value, Error> {
 }
 
 /// Encodes a JSON object of a known kind (`apiVersion` and `kind` set) as a protobuf
-/// body with the envelope. JSON keys that are not fields of the kind are dropped.
+/// body with the envelope. JSON keys that are not fields of the kind are dropped;
+/// embedded objects of known kinds (watch events, list items) become nested protobuf
+/// bodies. A value of the wrong JSON type is an [`Error::Json`] with its path.
 pub fn encode(obj: &serde_json::Value) -> Result<Vec<u8>, Error> {
     encode::body(obj)
 }

@@ -63,3 +63,24 @@ fn int32_values_out_of_range_are_refused() {
     let d = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 4_294_967_296u64}});
     assert_eq!(kubeproto::encode(&d).unwrap_err().to_string(), "spec.replicas: 4294967296 is out of range");
 }
+
+#[test]
+fn embedded_objects_of_known_kinds_are_written_as_protobuf_and_come_back() {
+    let pod = serde_json::json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": "p", "namespace": "default", "creationTimestamp": null},
+        "spec": {"containers": [{"name": "c", "image": "nginx", "resources": {}}]},
+        "status": {}
+    });
+    let event = serde_json::json!({"kind": "WatchEvent", "apiVersion": "v1", "type": "ADDED", "object": pod});
+    let body = kubeproto::encode(&event).unwrap();
+    let magic_at = body.windows(4).skip(4).position(|w| w == b"k8s\0");
+    assert!(magic_at.is_some(), "the embedded pod is not protobuf");
+    assert_eq!(kubeproto::decode(&body).unwrap(), event);
+
+    let widget = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}});
+    let list =
+        serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": [pod, widget]});
+    assert_eq!(kubeproto::decode(&kubeproto::encode(&list).unwrap()).unwrap(), list);
+}
