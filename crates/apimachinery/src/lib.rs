@@ -18,5 +18,6 @@ pub mod fields;
 pub mod labels;
 pub mod managedfields;
 pub mod openapi_ext;
+pub mod quantity;
 pub mod strategicpatch;
 pub mod validation;

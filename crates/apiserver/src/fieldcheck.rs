@@ -111,38 +111,93 @@ pub fn strategic_merge(api: &Api, res: &Resource, original: &Value, patch: &Valu
     })
 }
 
-/// Server-side apply. The applied configuration is merged into the live object with the
-/// kind's list semantics (maps by merge key, atomic lists replaced).
-///
-/// Not done: field ownership. Fields a manager stops applying are not removed, and
-/// conflicts with other managers are not detected, because managedFields are not yet
-/// tracked.
+fn manager_time() -> String {
+    crate::meta::now_rfc3339()
+}
+
+/// Server-side apply: merges the applied configuration into the live object with the
+/// kind's list semantics, tracks field ownership in `metadata.managedFields`, removes
+/// fields this manager stopped applying (unless someone else owns them) and refuses, with
+/// 409, to change fields other managers own unless `force=true`.
 pub fn server_side_apply(ctx: &Ctx, original: &Value, applied: &Value) -> ApiResult<Value> {
-    match ctx.res.definition {
-        Some(_) => strategic_merge(&ctx.api, &ctx.res, original, applied),
-        None => {
-            let mut doc = original.clone();
-            json_patch::merge(&mut doc, applied);
-            Ok(doc)
+    let defs = ctx.api.openapi.definitions(&ctx.api);
+    let name = crate::openapi::definition_name(&ctx.res);
+    let ty = if defs.contains_key(&name) {
+        apimachinery::managedfields::TypeRef::new(&defs, &name)
+    } else {
+        apimachinery::managedfields::TypeRef::untyped()
+    };
+    let mut applied = applied.clone();
+    let sub = ctx.path.subresource.clone().unwrap_or_default();
+    // The main resource ignores status (and the status endpoint everything but status).
+    if ctx.res.status_subresource {
+        if let Some(m) = applied.as_object_mut() {
+            if sub.is_empty() {
+                m.remove("status");
+            }
         }
+    }
+    let manager_name = ctx.field_manager();
+    let api_version = ctx.res.api_version();
+    let time = manager_time();
+    let manager = apimachinery::managedfields::Manager {
+        name: &manager_name,
+        api_version: &api_version,
+        subresource: &sub,
+        time: &time,
+    };
+    let force = ctx.query.flag("force");
+    match apimachinery::managedfields::apply(original, &applied, &manager, force, &ty) {
+        Ok((obj, _)) => Ok(obj),
+        Err(apimachinery::managedfields::Error::Conflicts(c)) => {
+            let causes: Vec<Value> = c
+                .causes()
+                .into_iter()
+                .map(|(message, field)| serde_json::json!({"reason": "FieldManagerConflict", "message": message, "field": field}))
+                .collect();
+            let mut e = ApiError::new(409, "Conflict", c.to_string());
+            e.details = Some(serde_json::json!({"name": crate::meta::name(original), "group": ctx.res.group,
+                "kind": ctx.res.plural, "causes": causes}));
+            Err(e)
+        }
+        Err(other) => Err(ApiError::bad_request(other.to_string())),
     }
 }
 
-/// Keeps `metadata.managedFields` as stored when a write leaves them out; an explicit
-/// empty list clears them, as in Kubernetes.
-pub fn managed_fields_update(_ctx: &Ctx, obj: &mut Value, old: Option<&Value>, _operation: &str) {
-    let Some(old) = old else { return };
-    let m = crate::meta::metadata_mut(obj);
-    match m.get("managedFields") {
-        None => {
-            if let Some(mf) = old.pointer("/metadata/managedFields") {
-                m.insert("managedFields".into(), mf.clone());
+/// Records who changed which fields in `metadata.managedFields` for a write that is not
+/// an apply (create, update, patch), as Kubernetes' field manager does.
+pub fn managed_fields_update(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, operation: &str) {
+    if operation == "Apply" {
+        return;
+    }
+    let defs = ctx.api.openapi.definitions(&ctx.api);
+    let name = crate::openapi::definition_name(&ctx.res);
+    let ty = if defs.contains_key(&name) {
+        apimachinery::managedfields::TypeRef::new(&defs, &name)
+    } else {
+        apimachinery::managedfields::TypeRef::untyped()
+    };
+    let manager_name = ctx.field_manager();
+    let api_version = ctx.res.api_version();
+    let time = manager_time();
+    let sub = ctx.path.subresource.clone().unwrap_or_default();
+    let manager = apimachinery::managedfields::Manager {
+        name: &manager_name,
+        api_version: &api_version,
+        subresource: &sub,
+        time: &time,
+    };
+    let null = Value::Null;
+    match apimachinery::managedfields::update_managed_fields(old.unwrap_or(&null), obj, &manager, &ty) {
+        Ok(managed) => {
+            let m = crate::meta::metadata_mut(obj);
+            if managed.as_array().is_some_and(Vec::is_empty) {
+                m.remove("managedFields");
+            } else {
+                m.insert("managedFields".into(), managed);
             }
         }
-        Some(Value::Array(a)) if a.is_empty() => {
-            m.remove("managedFields");
-        }
-        Some(_) => {}
+        Err(e) => tracing::warn!(error = %e, "managed fields could not be computed; keeping the stored ones"),
     }
 }
 

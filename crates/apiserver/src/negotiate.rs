@@ -30,6 +30,8 @@ pub enum Output {
     Metadata {
         beta: bool,
     },
+    /// Kubernetes protobuf, for clients that accept nothing else.
+    Protobuf,
 }
 
 struct MediaType<'a> {
@@ -71,7 +73,14 @@ pub fn output(headers: &HeaderMap, include_object: Option<&str>) -> ApiResult<Ou
             )));
         }
     };
-    for mt in parse_accept(accept) {
+    let types = parse_accept(accept);
+    let json_acceptable = types
+        .iter()
+        .any(|m| matches!(m.essence, "application/json" | "*/*" | "application/*" | "application/yaml"));
+    if !json_acceptable && types.iter().any(|m| m.essence == "application/vnd.kubernetes.protobuf") {
+        return Ok(Output::Protobuf);
+    }
+    for mt in types {
         let json_like = matches!(mt.essence, "application/json" | "*/*" | "application/*");
         let yaml = mt.essence == "application/yaml";
         if !json_like && !yaml {
@@ -107,6 +116,13 @@ pub fn output(headers: &HeaderMap, include_object: Option<&str>) -> ApiResult<Ou
 pub fn encode(code: StatusCode, body: &Value, out: Output) -> Response {
     let (bytes, ctype) = match out {
         Output::Yaml => (serde_yaml::to_string(body).unwrap_or_default().into_bytes(), "application/yaml"),
+        Output::Protobuf => match kubeproto::encode(body) {
+            Ok(b) => (b, "application/vnd.kubernetes.protobuf"),
+            Err(e) => {
+                tracing::warn!(error = %e, "protobuf encoding failed, answering JSON");
+                (serde_json::to_vec(body).unwrap_or_default(), "application/json")
+            }
+        },
         _ => (serde_json::to_vec(body).unwrap_or_default(), "application/json"),
     };
     let mut resp = Response::new(Body::from(bytes));
@@ -136,9 +152,8 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
             serde_yaml::from_slice::<Value>(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
         }
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        )),
+        "application/vnd.kubernetes.protobuf" => kubeproto::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the protobuf body: {e}"))),
         _ => serde_json::from_slice::<Value>(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "Object 'Kind' is missing in '{}': {e}",
@@ -173,6 +188,7 @@ mod tests {
     fn protobuf_with_json_fallback_gets_json() {
         let h = accept("application/vnd.kubernetes.protobuf, application/json");
         assert_eq!(output(&h, None).unwrap(), Output::Json);
-        assert!(output(&accept("application/vnd.kubernetes.protobuf"), None).is_err());
+        assert_eq!(output(&accept("application/vnd.kubernetes.protobuf"), None).unwrap(), Output::Protobuf);
+        assert!(output(&accept("text/html"), None).is_err());
     }
 }

@@ -3,6 +3,7 @@
 mod certs;
 mod cli;
 mod server;
+mod sim;
 
 use clap::Parser;
 
@@ -19,5 +20,6 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         cli::Command::Server(args) => rt.block_on(server::run(args)),
+        cli::Command::Sim(args) => rt.block_on(sim::run(args)),
     }
 }

@@ -99,8 +99,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     );
     tokio::spawn(controllers::run(
         cm_client,
-        controllers::Options { root_ca_pem: Some(pki.ca_cert.clone()), identity: identity.clone() },
+        controllers::Options {
+            root_ca_pem: Some(pki.ca_cert.clone()),
+            identity: identity.clone(),
+            ..Default::default()
+        },
     ));
+    if args.sim_nodes > 0 {
+        let sim_client = kube::Client::new(
+            apiserver::serve::router_as(
+                api.clone(),
+                apiserver::auth::User::new("system:node:sim", &["system:nodes"]),
+            ),
+            "default",
+        );
+        tokio::spawn(kubelet::sim::run(sim_client, crate::sim::options(&args.sim, args.sim_nodes, 0)));
+    }
 
     let server_url = format!("https://127.0.0.1:{}", args.port);
     let kubeconfig = dir.join("kubeconfig.yaml");

@@ -20,14 +20,17 @@ pub async fn mutate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResul
         "services" => allocate_service(ctx, obj, old).await,
         "pods" if old.is_none() => {
             pod_admission(ctx, obj).await;
-            Ok(())
+            super::quota::limit_ranger(ctx, obj).await
         }
         _ => Ok(()),
     }
 }
 
-/// Validating admission, run after validation.
-pub async fn validate(_ctx: &Ctx, _obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+/// Validating admission, run after validation: quota is charged for new objects.
+pub async fn validate(ctx: &Ctx, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    if old.is_none() && ctx.path.subresource.is_none() {
+        super::quota::charge(ctx, obj).await?;
+    }
     Ok(())
 }
 

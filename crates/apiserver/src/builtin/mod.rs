@@ -25,6 +25,7 @@ pub mod convert;
 pub mod core_hooks;
 pub mod defaults;
 pub mod misc_hooks;
+pub mod quota;
 
 /// A function that adds a kind's schema (and everything it references) to a generator.
 pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;

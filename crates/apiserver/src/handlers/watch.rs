@@ -83,6 +83,9 @@ impl Encoder {
 
 pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
     let out = negotiate::output(&ctx.headers, ctx.query.get("includeObject"))?;
+    if out == Output::Protobuf {
+        return Err(ApiError::not_acceptable("watch is served as application/json only"));
+    }
     let filter = Filter::from_ctx(ctx)?;
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let send_initial = match ctx.query.get("sendInitialEvents") {

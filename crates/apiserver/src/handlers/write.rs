@@ -144,7 +144,13 @@ async fn check_namespace(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
 }
 
 /// Runs the create pipeline and stores the object. Returns it as stored.
-pub async fn create_object(ctx: &Ctx, mut obj: Value, dry: bool, fv: FieldValidation) -> ApiResult<Value> {
+pub async fn create_object(
+    ctx: &Ctx,
+    mut obj: Value,
+    dry: bool,
+    fv: FieldValidation,
+    operation: &'static str,
+) -> ApiResult<Value> {
     let res = ctx.res.clone();
     check_type_meta(&res, &obj)?;
     check_fields(ctx, &obj, fv)?;
@@ -183,7 +189,7 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, dry: bool, fv: FieldValida
     }
     check_namespace(ctx, &obj).await?;
     crate::builtin::admission::validate(ctx, &obj, None).await?;
-    crate::fieldcheck::managed_fields_update(ctx, &mut obj, None, "Update");
+    crate::fieldcheck::managed_fields_update(ctx, &mut obj, None, operation);
     if dry {
         return Ok(obj);
     }
@@ -212,7 +218,7 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let obj = negotiate::decode_body(&ctx.headers, body)?;
     let dry = ctx.query.dry_run()?;
     let fv = FieldValidation::from_query(&ctx.query)?;
-    let created = create_object(ctx, obj, dry, fv).await?;
+    let created = create_object(ctx, obj, dry, fv, "Update").await?;
     respond_object(ctx, StatusCode::CREATED, &served(&ctx.res, &created))
 }
 
@@ -367,7 +373,7 @@ pub async fn guaranteed_update(
             if !meta::resource_version(&obj).is_empty() {
                 return Err(ApiError::not_found(&res.group, &res.plural, name));
             }
-            match create_object(ctx, obj, opts.dry, FieldValidation::Ignore).await {
+            match create_object(ctx, obj, opts.dry, FieldValidation::Ignore, opts.manager_operation).await {
                 Ok(o) => return Ok((o, true)),
                 Err(e) if e.reason == "AlreadyExists" => continue,
                 Err(e) => return Err(e),
@@ -529,6 +535,7 @@ pub async fn patch(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let (out, created) = guaranteed_update(ctx, &name, opts, |old| {
         let base = match old {
             Some(o) => o.clone(),
+            None if pt == PatchType::Apply => json!({}),
             None => json!({"apiVersion": ctx.res.api_version(), "kind": ctx.res.kind,
                 "metadata": {"name": name, "namespace": ctx.ns()}}),
         };
