@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use kube::Client;
 
+pub mod endpoints;
+pub mod endpointslice;
+pub mod garbagecollector;
+pub mod namespace;
+pub mod podgc;
 pub mod rootcacert;
 pub mod runtime;
 pub mod serviceaccount;
@@ -58,6 +63,11 @@ pub async fn run(client: Client, options: Options) {
         async move {
             let tasks = vec![
                 tokio::spawn(serviceaccount::run(ctx.clone())),
+                tokio::spawn(garbagecollector::run(ctx.clone())),
+                tokio::spawn(namespace::run(ctx.clone())),
+                tokio::spawn(podgc::run(ctx.clone())),
+                tokio::spawn(endpoints::run(ctx.clone())),
+                tokio::spawn(endpointslice::run(ctx.clone())),
                 tokio::spawn(rootcacert::run(ctx.clone())),
             ];
             futures::future::join_all(tasks).await;
