@@ -1,0 +1,734 @@
+//! The scheduler at run time: informer handlers that keep the cache and the queue up to
+//! date, the scheduling loop (one pod at a time: filter, score, assume), and the API work
+//! each decision leads to, issued concurrently so the loop never waits on the network:
+//! bindings (`POST pods/{name}/binding`), the `Scheduled` and `FailedScheduling` events,
+//! the `PodScheduled=False` condition and `nominatedNodeName`, and preemption's evictions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use controllers::runtime::{EventType, Informers, Recorder};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, Pod, ReplicationController, Service,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+
+use crate::Options;
+use crate::cache::Cache;
+use crate::framework::PluginSet;
+use crate::nodeinfo::PodInfo;
+use crate::plugins::{ClusterInfo, CycleState, inter_pod_affinity};
+use crate::preemption::{self, Candidate, Outcome, Pdb};
+use crate::queue::{ClusterEvent, QueuedPod, SchedulingQueue};
+use crate::schedule::{Algorithm, ERR_NO_NODES_AVAILABLE, ScheduleError};
+use crate::selector::LabelSelector;
+
+/// Longest event message, as upstream truncates them.
+const MAX_EVENT_MESSAGE: usize = 1024;
+
+struct State {
+    cache: Cache,
+    next_start: usize,
+    rng: StdRng,
+}
+
+/// Counts spawned API work so tests (and shutdown) can wait for it.
+#[derive(Default)]
+struct Inflight {
+    n: AtomicUsize,
+    idle: Notify,
+}
+
+/// What to do with `status.nominatedNodeName` after a failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Nomination {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// The scheduler: its cache, queue and clients.
+pub struct Scheduler {
+    client: Client,
+    options: Options,
+    state: Arc<Mutex<State>>,
+    queue: Arc<SchedulingQueue>,
+    informers: Informers,
+    recorder: Recorder,
+    algorithm: Algorithm,
+    binds: Arc<Semaphore>,
+    inflight: Arc<Inflight>,
+}
+
+fn truncate(msg: &str) -> String {
+    if msg.len() <= MAX_EVENT_MESSAGE {
+        return msg.to_string();
+    }
+    let mut end = MAX_EVENT_MESSAGE - 3;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &msg[..end])
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"))
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+impl Scheduler {
+    /// A scheduler over `client`; `informers` provides Services, controllers, budgets and
+    /// namespaces (pods and nodes are watched by the scheduler itself).
+    pub fn new(client: Client, informers: Informers, options: Options) -> Arc<Self> {
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), &options.scheduler_name),
+            algorithm: Algorithm { percentage_of_nodes_to_score: options.percentage_of_nodes_to_score },
+            binds: Arc::new(Semaphore::new(options.parallel_binds.max(1))),
+            client,
+            options,
+            state: Arc::new(Mutex::new(State {
+                cache: Cache::new(),
+                next_start: 0,
+                rng: StdRng::from_os_rng(),
+            })),
+            queue: Arc::new(SchedulingQueue::new()),
+            informers,
+            inflight: Arc::new(Inflight::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn responsible_for(&self, pod: &Pod) -> bool {
+        let name = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler");
+        name == self.options.scheduler_name
+    }
+
+    /// Handles a pod the API server reports (added or updated).
+    pub fn on_pod(&self, pod: Arc<Pod>) {
+        let info = Arc::new(PodInfo::new(pod));
+        let key = info.key.clone();
+        let now = Instant::now();
+        if !info.node_name().is_empty() {
+            self.queue.with(|q| q.delete(&key));
+            let event = {
+                let mut st = self.lock();
+                if is_terminal(&info.pod) {
+                    st.cache.remove_pod(&key).map(ClusterEvent::AssignedPodDelete)
+                } else {
+                    match st.cache.add_pod(info.clone()) {
+                        None => Some(ClusterEvent::AssignedPodAdd(info)),
+                        Some(old) if old.node_name().is_empty() => Some(ClusterEvent::AssignedPodAdd(info)),
+                        Some(old) if old.pod.metadata.labels != info.pod.metadata.labels => {
+                            Some(ClusterEvent::AssignedPodUpdate(info))
+                        }
+                        Some(_) => None,
+                    }
+                }
+            };
+            if let Some(ev) = event {
+                self.queue.with(|q| q.on_event(ev, now));
+            }
+            return;
+        }
+        if !self.responsible_for(&info.pod) || is_terminal(&info.pod) || info.terminating {
+            self.queue.with(|q| q.delete(&key));
+            self.lock().cache.remove_nominated(&key);
+            return;
+        }
+        {
+            let mut st = self.lock();
+            // Bound by us: the informer has not caught up with the binding yet.
+            if st.cache.is_assumed(&key) {
+                return;
+            }
+            let nominated = info.nominated_node_name().to_string();
+            if nominated.is_empty() {
+                st.cache.remove_nominated(&key);
+            } else {
+                st.cache.nominate(info.clone(), &nominated);
+            }
+        }
+        self.queue.with(|q| q.add_or_update(info, now));
+    }
+
+    /// Handles a pod's deletion.
+    pub fn on_pod_deleted(&self, key: &str) {
+        self.queue.with(|q| q.delete(key));
+        let old = self.lock().cache.remove_pod(key);
+        if let Some(old) = old {
+            self.queue.with(|q| q.on_event(ClusterEvent::AssignedPodDelete(old), Instant::now()));
+        }
+    }
+
+    /// Handles a node the API server reports (added or updated).
+    pub fn on_node(&self, node: Arc<Node>) {
+        let change = self.lock().cache.add_node(node);
+        let ev = if change.added {
+            Some(ClusterEvent::NodeAdd)
+        } else if change.any() {
+            Some(ClusterEvent::NodeUpdate(change))
+        } else {
+            None
+        };
+        if let Some(ev) = ev {
+            self.queue.with(|q| q.on_event(ev, Instant::now()));
+        }
+    }
+
+    /// Handles a node's deletion.
+    pub fn on_node_deleted(&self, name: &str) {
+        if self.lock().cache.remove_node(name) {
+            self.queue.with(|q| q.on_event(ClusterEvent::NodeDelete, Instant::now()));
+        }
+    }
+
+    /// Watches pods and nodes, starts the queue's flushers and schedules until dropped.
+    pub async fn run(self: Arc<Self>) {
+        let (pods_tx, mut pods_synced) = watch::channel(false);
+        let (nodes_tx, mut nodes_synced) = watch::channel(false);
+        let mut tasks = vec![
+            tokio::spawn(self.clone().watch_pods(pods_tx)),
+            tokio::spawn(self.clone().watch_nodes(nodes_tx)),
+            tokio::spawn(self.queue.clone().run_flushers()),
+        ];
+        // Start every informer the plugins read before scheduling anything.
+        let services = self.informers.get::<Service>();
+        let namespaces = self.informers.get::<Namespace>();
+        let pdbs = self.informers.get::<PodDisruptionBudget>();
+        let rss = self.informers.get::<ReplicaSet>();
+        let stss = self.informers.get::<StatefulSet>();
+        let rcs = self.informers.get::<ReplicationController>();
+        let _ = pods_synced.wait_for(|s| *s).await;
+        let _ = nodes_synced.wait_for(|s| *s).await;
+        for ready in [
+            services.store.wait_until_ready().await,
+            namespaces.store.wait_until_ready().await,
+            pdbs.store.wait_until_ready().await,
+            rss.store.wait_until_ready().await,
+            stss.store.wait_until_ready().await,
+            rcs.store.wait_until_ready().await,
+        ] {
+            if ready.is_err() {
+                tracing::warn!("an informer stopped before its cache was ready");
+            }
+        }
+        tracing::info!(scheduler = %self.options.scheduler_name, "caches synced, scheduling");
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let qp = me.queue.pop().await;
+                me.schedule_one(qp);
+                // Let informer handlers and bindings run between cycles.
+                tokio::task::yield_now().await;
+            }
+        }));
+        let _abort_on_drop = AbortAll(tasks);
+        futures::future::pending::<()>().await;
+    }
+
+    async fn watch_pods(self: Arc<Self>, synced: watch::Sender<bool>) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let mut stream =
+            watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff().boxed();
+        let mut known: HashSet<String> = HashSet::new();
+        let mut relist: Option<HashSet<String>> = None;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(Event::Init) => relist = Some(HashSet::new()),
+                Ok(Event::InitApply(p)) | Ok(Event::Apply(p)) => {
+                    let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+                    if let Some(seen) = relist.as_mut() {
+                        seen.insert(key.clone());
+                    }
+                    known.insert(key);
+                    self.on_pod(Arc::new(p));
+                }
+                Ok(Event::InitDone) => {
+                    if let Some(seen) = relist.take() {
+                        for gone in known.difference(&seen) {
+                            self.on_pod_deleted(gone);
+                        }
+                        known = seen;
+                    }
+                    let _ = synced.send(true);
+                }
+                Ok(Event::Delete(p)) => {
+                    let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+                    known.remove(&key);
+                    self.on_pod_deleted(&key);
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler pod watch failed, retrying"),
+            }
+        }
+    }
+
+    async fn watch_nodes(self: Arc<Self>, synced: watch::Sender<bool>) {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut stream =
+            watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff().boxed();
+        let mut known: HashSet<String> = HashSet::new();
+        let mut relist: Option<HashSet<String>> = None;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(Event::Init) => relist = Some(HashSet::new()),
+                Ok(Event::InitApply(n)) | Ok(Event::Apply(n)) => {
+                    let name = n.name_any();
+                    if let Some(seen) = relist.as_mut() {
+                        seen.insert(name.clone());
+                    }
+                    known.insert(name);
+                    self.on_node(Arc::new(n));
+                }
+                Ok(Event::InitDone) => {
+                    if let Some(seen) = relist.take() {
+                        for gone in known.difference(&seen) {
+                            self.on_node_deleted(gone);
+                        }
+                        known = seen;
+                    }
+                    let _ = synced.send(true);
+                }
+                Ok(Event::Delete(n)) => {
+                    known.remove(&n.name_any());
+                    self.on_node_deleted(&n.name_any());
+                }
+                Err(e) => tracing::debug!(error = %e, "scheduler node watch failed, retrying"),
+            }
+        }
+    }
+
+    /// What the plugins need from outside the cache for this pod.
+    fn cluster_info(&self, pod: &PodInfo) -> ClusterInfo {
+        let ns_store = self.informers.get::<Namespace>().store;
+        let pod_namespace_labels = ns_store
+            .get(&ObjectRef::new(&pod.namespace))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        let namespaces = if inter_pod_affinity::needs_namespaces(pod) {
+            ns_store
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.metadata.labels.clone().unwrap_or_default()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let has_constraints = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        let default_spread_selector = if has_constraints { None } else { self.default_selector(pod) };
+        ClusterInfo { pod_namespace_labels, namespaces, default_spread_selector }
+    }
+
+    /// The union of the selectors of the Services selecting the pod and of its controller.
+    fn default_selector(&self, pod: &PodInfo) -> Option<LabelSelector> {
+        let mut set: BTreeMap<String, String> = BTreeMap::new();
+        for svc in self.informers.get::<Service>().store.state() {
+            if svc.namespace().as_deref() != Some(pod.namespace.as_str()) {
+                continue;
+            }
+            if let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+                if LabelSelector::from_map(sel).matches(pod.labels()) {
+                    set.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+        let mut selector = LabelSelector::from_map(&set);
+        let owner = pod.pod.owner_references().iter().find(|r| r.controller == Some(true));
+        if let Some(o) = owner {
+            match (o.api_version.as_str(), o.kind.as_str()) {
+                ("v1", "ReplicationController") => {
+                    let rc = self
+                        .informers
+                        .get::<ReplicationController>()
+                        .store
+                        .get(&ObjectRef::new(&o.name).within(&pod.namespace));
+                    if let Some(sel) = rc.and_then(|rc| rc.spec.as_ref().and_then(|s| s.selector.clone())) {
+                        set.extend(sel);
+                        selector = LabelSelector::from_map(&set);
+                    }
+                }
+                ("apps/v1", "ReplicaSet") => {
+                    let rs = self
+                        .informers
+                        .get::<ReplicaSet>()
+                        .store
+                        .get(&ObjectRef::new(&o.name).within(&pod.namespace));
+                    if let Some(rs) = rs.and_then(|rs| rs.spec.clone()) {
+                        selector.and(&LabelSelector::from_api(Some(&rs.selector)));
+                    }
+                }
+                ("apps/v1", "StatefulSet") => {
+                    let st = self
+                        .informers
+                        .get::<StatefulSet>()
+                        .store
+                        .get(&ObjectRef::new(&o.name).within(&pod.namespace));
+                    if let Some(ss) = st.and_then(|s| s.spec.clone()) {
+                        selector.and(&LabelSelector::from_api(Some(&ss.selector)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if selector.is_empty() || selector.matches_nothing() { None } else { Some(selector) }
+    }
+
+    fn pdbs(&self) -> Vec<Pdb> {
+        self.informers.get::<PodDisruptionBudget>().store.state().iter().map(|p| Pdb::from_api(p)).collect()
+    }
+
+    /// Pops the next active pod, if any, and runs one scheduling cycle for it (for tests
+    /// and callers driving the scheduler by hand). Returns whether a pod was scheduled.
+    pub fn schedule_next(&self) -> bool {
+        match self.queue.with(|q| q.pop(Instant::now())) {
+            Some(qp) => {
+                self.schedule_one(qp);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One scheduling cycle: decides synchronously and spawns the API work.
+    pub fn schedule_one(&self, qp: QueuedPod) {
+        let info = qp.info.clone();
+        let key = info.key.clone();
+        if info.terminating {
+            self.queue.with(|q| q.done(&key));
+            return;
+        }
+        let cluster = Arc::new(self.cluster_info(&info));
+        let pdbs = self.pdbs();
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.cache.contains_pod(&key) {
+            drop(st);
+            self.queue.with(|q| q.done(&key));
+            return;
+        }
+        let state = CycleState::new(info.clone(), cluster, st.cache.nodes());
+        let State { cache, next_start, rng } = &mut *st;
+        match self.algorithm.schedule(cache, &state, next_start, rng) {
+            Ok(r) => {
+                cache.assume(info.clone(), &r.node);
+                drop(st);
+                self.queue.with(|q| q.binding(&key));
+                self.spawn_bind(info, r.node);
+            }
+            Err(ScheduleError::NoNodes) => {
+                drop(st);
+                self.queue.with(|q| q.add_unschedulable(&key, PluginSet::EMPTY, now));
+                let clear =
+                    if info.nominated_node_name().is_empty() { Nomination::Keep } else { Nomination::Clear };
+                self.spawn_failure(
+                    info,
+                    "Unschedulable",
+                    ERR_NO_NODES_AVAILABLE.to_string(),
+                    clear,
+                    None,
+                    Vec::new(),
+                );
+            }
+            Err(ScheduleError::Fit(mut e)) => {
+                let outcome =
+                    preemption::preempt(cache, &state, &e.diagnosis, &pdbs, jiff::Timestamp::now(), rng);
+                e.diagnosis.post_filter_msg = outcome.message();
+                let rejectors = e.diagnosis.unschedulable_plugins;
+                let (nomination, preempt, lower) = match outcome {
+                    Outcome::Nominate(c) => {
+                        cache.nominate(info.clone(), &c.node);
+                        let lower: Vec<Arc<PodInfo>> = cache
+                            .nominated_for(&c.node)
+                            .iter()
+                            .filter(|p| p.priority < info.priority)
+                            .cloned()
+                            .collect();
+                        for p in &lower {
+                            cache.remove_nominated(&p.key);
+                        }
+                        (Nomination::Set(c.node.clone()), Some(c), lower)
+                    }
+                    Outcome::NoCandidate(_) => {
+                        cache.remove_nominated(&key);
+                        let n = if info.nominated_node_name().is_empty() {
+                            Nomination::Keep
+                        } else {
+                            Nomination::Clear
+                        };
+                        (n, None, Vec::new())
+                    }
+                    Outcome::NotEligible(_) => (Nomination::Keep, None, Vec::new()),
+                };
+                drop(st);
+                self.queue.with(|q| q.add_unschedulable(&key, rejectors, now));
+                self.spawn_failure(info, "Unschedulable", e.to_string(), nomination, preempt, lower);
+            }
+        }
+    }
+
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, fut: F) {
+        let inflight = self.inflight.clone();
+        inflight.n.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            fut.await;
+            if inflight.n.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inflight.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until every spawned binding, status update and eviction has finished.
+    pub async fn settle(&self) {
+        loop {
+            let idle = self.inflight.idle.notified();
+            if self.inflight.n.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    fn spawn_bind(&self, info: Arc<PodInfo>, node: String) {
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let binds = self.binds.clone();
+        let queue = self.queue.clone();
+        let state = self.state.clone();
+        self.spawn(async move {
+            let Ok(_permit) = binds.acquire_owned().await else { return };
+            let binding = Binding {
+                metadata: ObjectMeta {
+                    name: Some(info.name.clone()),
+                    namespace: Some(info.namespace.clone()),
+                    uid: Some(info.uid.clone()).filter(|u| !u.is_empty()),
+                    ..Default::default()
+                },
+                target: ObjectReference {
+                    kind: Some("Node".into()),
+                    name: Some(node.clone()),
+                    ..Default::default()
+                },
+            };
+            let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
+            match api
+                .create_subresource::<_, Value>("binding", &info.name, &PostParams::default(), &binding)
+                .await
+            {
+                Ok(_) => {
+                    queue.with(|q| q.done(&info.key));
+                    let msg = format!("Successfully assigned {} to {}", info.key, node);
+                    recorder.publish(&*info.pod, EventType::Normal, "Scheduled", &msg).await;
+                }
+                Err(e) => {
+                    state.lock().unwrap_or_else(|e| e.into_inner()).cache.forget(&info.key);
+                    if api_code(&e) == Some(404) {
+                        queue.with(|q| q.delete(&info.key));
+                        return;
+                    }
+                    tracing::info!(pod = %info.key, %node, error = %e, "binding failed");
+                    queue.with(|q| q.add_backoff(&info.key, Instant::now()));
+                    let msg = format!("binding rejected: running Bind plugin \"DefaultBinder\": {e}");
+                    report_failure(&client, &recorder, &info, "SchedulerError", &msg, &Nomination::Keep)
+                        .await;
+                }
+            }
+        });
+    }
+
+    fn spawn_failure(
+        &self,
+        info: Arc<PodInfo>,
+        reason: &'static str,
+        message: String,
+        nomination: Nomination,
+        preempt: Option<Candidate>,
+        lower: Vec<Arc<PodInfo>>,
+    ) {
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let scheduler_name = self.options.scheduler_name.clone();
+        self.spawn(async move {
+            if let Some(c) = &preempt {
+                for victim in &c.victims {
+                    evict(&client, &recorder, &scheduler_name, &info, victim, &c.node).await;
+                }
+                for p in &lower {
+                    clear_nomination(&client, p).await;
+                }
+            }
+            report_failure(&client, &recorder, &info, reason, &message, &nomination).await;
+        });
+    }
+}
+
+/// Aborts the scheduler's own tasks when it stops (leadership lost).
+struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn now_time() -> Value {
+    serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()))
+        .unwrap_or(Value::Null)
+}
+
+/// The FailedScheduling event and the PodScheduled=False condition (patched only when it
+/// or the nomination changes, as upstream does).
+async fn report_failure(
+    client: &Client,
+    recorder: &Recorder,
+    info: &PodInfo,
+    reason: &str,
+    message: &str,
+    nomination: &Nomination,
+) {
+    let message = truncate(message);
+    recorder.publish(&*info.pod, EventType::Warning, "FailedScheduling", &message).await;
+    let current = info
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+    let same = current.is_some_and(|c| {
+        c.status == "False"
+            && c.reason.as_deref() == Some(reason)
+            && c.message.as_deref() == Some(message.as_str())
+    });
+    let nominated = info.nominated_node_name();
+    let nnn = match nomination {
+        Nomination::Set(n) if n != nominated => Some(json!(n)),
+        Nomination::Clear if !nominated.is_empty() => Some(Value::Null),
+        _ => None,
+    };
+    if same && nnn.is_none() {
+        return;
+    }
+    let transition = match current {
+        Some(c) if c.status == "False" => c
+            .last_transition_time
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok())
+            .unwrap_or_else(now_time),
+        _ => now_time(),
+    };
+    let mut status = json!({
+        "conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": reason,
+            "message": message,
+            "lastProbeTime": null,
+            "lastTransitionTime": transition,
+        }]
+    });
+    if let Some(n) = nnn {
+        status["nominatedNodeName"] = n;
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
+    match api
+        .patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(json!({ "status": status })))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if api_code(&e) == Some(404) => {}
+        Err(e) => tracing::info!(pod = %info.key, error = %e, "updating the PodScheduled condition failed"),
+    }
+}
+
+/// Evicts one preemption victim: marks it DisruptionTarget (PreemptionByScheduler),
+/// deletes it, and records a Preempted event on it.
+async fn evict(
+    client: &Client,
+    recorder: &Recorder,
+    scheduler_name: &str,
+    preemptor: &PodInfo,
+    victim: &PodInfo,
+    node: &str,
+) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &victim.namespace);
+    let has_condition = victim
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "DisruptionTarget" && c.status == "True"));
+    if !has_condition {
+        let patch = json!({"status": {"conditions": [{
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": format!("{scheduler_name}: preempting to accommodate a higher priority pod"),
+            "lastProbeTime": null,
+            "lastTransitionTime": now_time(),
+        }]}});
+        match api.patch_status(&victim.name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+            Ok(_) => {}
+            Err(e) if api_code(&e) == Some(404) => return,
+            Err(e) => {
+                tracing::warn!(victim = %victim.key, error = %e, "could not mark the preemption victim");
+                return;
+            }
+        }
+    }
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(victim.uid.clone()).filter(|u| !u.is_empty()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&victim.name, &dp).await {
+        Ok(_) => {}
+        Err(e) if api_code(&e) == Some(404) => return,
+        Err(e) => {
+            tracing::warn!(victim = %victim.key, error = %e, "could not delete the preemption victim");
+            return;
+        }
+    }
+    let msg = format!("Preempted by pod {} on node {}", preemptor.uid, node);
+    recorder.publish(&*victim.pod, EventType::Normal, "Preempted", &msg).await;
+}
+
+/// Clears the nomination of a lower-priority pod that can no longer count on the node.
+async fn clear_nomination(client: &Client, p: &PodInfo) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
+    let patch = json!({"status": {"nominatedNodeName": null}});
+    if let Err(e) = api.patch_status(&p.name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+        if api_code(&e) != Some(404) {
+            tracing::info!(pod = %p.key, error = %e, "clearing nominatedNodeName failed");
+        }
+    }
+}
