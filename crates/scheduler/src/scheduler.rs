@@ -732,3 +732,216 @@ async fn clear_nomination(client: &Client, p: &PodInfo) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        Call, bound, fake_client, node_with_resources, pod_with_requests, taint, with_priority,
+    };
+
+    fn scheduler() -> (Arc<Scheduler>, crate::testing::Calls) {
+        let (client, calls) = fake_client();
+        let informers = Informers::offline(client.clone());
+        (Scheduler::new(client, informers, Options::default()), calls)
+    }
+
+    fn events(calls: &[Call]) -> Vec<(String, String, String)> {
+        calls
+            .iter()
+            .filter(|c| c.path.contains("/events"))
+            .map(|c| {
+                (
+                    c.body["type"].as_str().unwrap_or("").to_string(),
+                    c.body["reason"].as_str().unwrap_or("").to_string(),
+                    c.body["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pending_pod_is_bound_to_the_node_that_fits() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "1", "4Gi", "110")));
+        s.on_node(Arc::new(node_with_resources("node-2", "4", "4Gi", "110")));
+        s.on_pod(Arc::new(pod_with_requests("web-1", "2", "1Gi")));
+        assert!(s.schedule_next());
+        s.settle().await;
+        let writes = calls.writes();
+        let binding = writes.iter().find(|c| c.path.contains("/binding")).expect("a binding");
+        assert_eq!(binding.method, "POST");
+        assert!(binding.path.starts_with("/api/v1/namespaces/default/pods/web-1/binding"));
+        assert_eq!(binding.body["kind"], "Binding");
+        assert_eq!(binding.body["metadata"]["name"], "web-1");
+        assert_eq!(binding.body["metadata"]["uid"], "uid-default-web-1");
+        assert_eq!(binding.body["target"]["kind"], "Node");
+        assert_eq!(binding.body["target"]["name"], "node-2");
+        assert_eq!(
+            events(&writes),
+            vec![(
+                "Normal".into(),
+                "Scheduled".into(),
+                "Successfully assigned default/web-1 to node-2".into()
+            )]
+        );
+        let ev = writes.iter().find(|c| c.path.contains("/events")).unwrap();
+        assert_eq!(ev.body["source"]["component"], "default-scheduler");
+        assert_eq!(ev.body["involvedObject"]["name"], "web-1");
+        assert!(!s.schedule_next(), "the queue is empty");
+    }
+
+    #[tokio::test]
+    async fn an_unschedulable_pod_gets_the_condition_and_a_failed_scheduling_event() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "2", "4Gi", "110")));
+        s.on_pod(Arc::new(bound(pod_with_requests("db-0", "1", ""), "node-1")));
+        for name in ["node-2", "node-3"] {
+            let mut n = node_with_resources(name, "8", "4Gi", "110");
+            n.spec.get_or_insert_with(Default::default).taints =
+                Some(vec![taint("node-role.kubernetes.io/control-plane", "", "NoSchedule")]);
+            s.on_node(Arc::new(n));
+        }
+        s.on_pod(Arc::new(pod_with_requests("web-1", "2", "")));
+        assert!(s.schedule_next());
+        s.settle().await;
+        let writes = calls.writes();
+        let msg = "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint \
+                   {node-role.kubernetes.io/control-plane: }. preemption: 0/3 nodes are available: \
+                   1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.";
+        assert_eq!(events(&writes), vec![("Warning".into(), "FailedScheduling".into(), msg.into())]);
+        let patch = writes.iter().find(|c| c.path.contains("/status")).expect("a status patch");
+        assert_eq!(patch.method, "PATCH");
+        assert!(patch.path.starts_with("/api/v1/namespaces/default/pods/web-1/status"));
+        assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
+        let cond = &patch.body["status"]["conditions"][0];
+        assert_eq!(cond["type"], "PodScheduled");
+        assert_eq!(cond["status"], "False");
+        assert_eq!(cond["reason"], "Unschedulable");
+        assert_eq!(cond["message"], msg);
+        assert!(patch.body["status"].get("nominatedNodeName").is_none());
+        assert!(!writes.iter().any(|c| c.path.contains("/binding")));
+        // It waits in the unschedulable set until the cluster changes.
+        assert_eq!(s.queue.with(|q| q.counts()), (0, 0, 1, 0));
+        s.on_node(Arc::new(node_with_resources("node-4", "4", "4Gi", "110")));
+        assert_eq!(s.queue.with(|q| q.counts()), (0, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_condition_is_not_patched_again_when_nothing_changed() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "1", "4Gi", "110")));
+        let mut p = pod_with_requests("web-1", "2", "");
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(
+                    "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: \
+                     1 Preemption is not helpful for scheduling."
+                        .into(),
+                ),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        s.on_pod(Arc::new(p));
+        s.schedule_next();
+        s.settle().await;
+        let writes = calls.writes();
+        assert_eq!(events(&writes).len(), 1, "the event is recorded on every attempt");
+        assert!(!writes.iter().any(|c| c.path.contains("/status")));
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_pods_does_not_oversubscribe_a_node() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "2", "4Gi", "110")));
+        for i in 0..3 {
+            s.on_pod(Arc::new(pod_with_requests(&format!("web-{i}"), "1", "")));
+        }
+        while s.schedule_next() {}
+        s.settle().await;
+        let writes = calls.writes();
+        assert_eq!(writes.iter().filter(|c| c.path.contains("/binding")).count(), 2);
+        let failed: Vec<_> = events(&writes).into_iter().filter(|e| e.1 == "FailedScheduling").collect();
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].2.starts_with("0/1 nodes are available: 1 Insufficient cpu."), "{}", failed[0].2);
+    }
+
+    #[tokio::test]
+    async fn preemption_evicts_lower_priority_pods_and_nominates_the_node() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "2", "4Gi", "110")));
+        s.on_pod(Arc::new(with_priority(bound(pod_with_requests("batch-1", "2", ""), "node-1"), 0)));
+        s.on_pod(Arc::new(with_priority(pod_with_requests("web-1", "1", ""), 1000)));
+        assert!(s.schedule_next());
+        s.settle().await;
+        let writes = calls.writes();
+        let victim_patch =
+            writes.iter().find(|c| c.path.contains("/pods/batch-1/status")).expect("victim marked");
+        let cond = &victim_patch.body["status"]["conditions"][0];
+        assert_eq!(cond["type"], "DisruptionTarget");
+        assert_eq!(cond["reason"], "PreemptionByScheduler");
+        assert_eq!(cond["message"], "default-scheduler: preempting to accommodate a higher priority pod");
+        let delete = writes.iter().find(|c| c.method == "DELETE").expect("victim deleted");
+        assert!(delete.path.starts_with("/api/v1/namespaces/default/pods/batch-1"));
+        assert_eq!(delete.body["preconditions"]["uid"], "uid-default-batch-1");
+        let evs = events(&writes);
+        assert!(evs.contains(&(
+            "Normal".into(),
+            "Preempted".into(),
+            "Preempted by pod uid-default-web-1 on node node-1".into()
+        )));
+        assert!(evs.contains(&(
+            "Warning".into(),
+            "FailedScheduling".into(),
+            "0/1 nodes are available: 1 Insufficient cpu.".into()
+        )));
+        let own = writes.iter().find(|c| c.path.contains("/pods/web-1/status")).expect("preemptor patched");
+        assert_eq!(own.body["status"]["nominatedNodeName"], "node-1");
+        // The victim's deletion retries the preemptor (after its backoff).
+        s.on_pod_deleted("default/batch-1");
+        assert_eq!(s.queue.with(|q| q.counts()), (0, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn pods_for_other_schedulers_and_bound_pods_are_not_queued() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "2", "4Gi", "110")));
+        let mut other = pod_with_requests("x", "1", "");
+        other.spec.as_mut().unwrap().scheduler_name = Some("my-scheduler".into());
+        s.on_pod(Arc::new(other));
+        s.on_pod(Arc::new(bound(pod_with_requests("y", "1", ""), "node-1")));
+        assert!(!s.schedule_next());
+        s.settle().await;
+        assert!(calls.writes().is_empty());
+        assert_eq!(s.lock().cache.node("node-1").unwrap().requested.milli_cpu, 1000);
+    }
+
+    #[tokio::test]
+    async fn a_failed_binding_forgets_the_assumed_pod() {
+        // A client whose every request fails with a server error.
+        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            let body = serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "InternalError", "code": 500, "message": "boom"}))
+            .unwrap();
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(500)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body))
+                    .unwrap(),
+            )
+        });
+        let client = Client::new(svc, "default");
+        let s = Scheduler::new(client.clone(), Informers::offline(client), Options::default());
+        s.on_node(Arc::new(node_with_resources("node-1", "2", "4Gi", "110")));
+        s.on_pod(Arc::new(pod_with_requests("web-1", "1", "")));
+        assert!(s.schedule_next());
+        s.settle().await;
+        assert_eq!(s.lock().cache.node("node-1").unwrap().requested.milli_cpu, 0);
+        assert_eq!(s.queue.with(|q| q.counts()), (0, 1, 0, 0));
+    }
+}
