@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use kube::Client;
 
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod podgc;
+pub mod replicaset;
 pub mod rootcacert;
 pub mod runtime;
 pub mod serviceaccount;
@@ -69,6 +71,8 @@ pub async fn run(client: Client, options: Options) {
                 tokio::spawn(endpoints::run(ctx.clone())),
                 tokio::spawn(endpointslice::run(ctx.clone())),
                 tokio::spawn(rootcacert::run(ctx.clone())),
+                tokio::spawn(replicaset::run(ctx.clone())),
+                tokio::spawn(deployment::run(ctx.clone())),
             ];
             futures::future::join_all(tasks).await;
         }
