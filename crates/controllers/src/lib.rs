@@ -8,16 +8,19 @@ use std::time::Duration;
 
 use kube::Client;
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod history;
 pub mod namespace;
 pub mod podgc;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod statefulset;
 
 pub use runtime::{Clock, Informers, SystemClock};
 
@@ -65,6 +68,8 @@ pub async fn run(client: Client, options: Options) {
         async move {
             let tasks = vec![
                 tokio::spawn(serviceaccount::run(ctx.clone())),
+                tokio::spawn(statefulset::run(ctx.clone())),
+                tokio::spawn(daemonset::run(ctx.clone())),
                 tokio::spawn(garbagecollector::run(ctx.clone())),
                 tokio::spawn(namespace::run(ctx.clone())),
                 tokio::spawn(podgc::run(ctx.clone())),
