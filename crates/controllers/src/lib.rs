@@ -10,17 +10,21 @@ use kube::Client;
 
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod history;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacert;
 pub mod runtime;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod volume;
 
 pub use runtime::{Clock, Informers, SystemClock};
 
@@ -39,6 +43,13 @@ pub struct Options {
     pub root_ca_pem: Option<String>,
     /// This process's name in the leader-election Lease.
     pub identity: String,
+    /// How long a node may go without a heartbeat (Lease renewal or status change) before
+    /// the node lifecycle controller marks it Unknown (`--node-monitor-grace-period`);
+    /// 40s when unset.
+    pub node_monitor_grace_period: Option<Duration>,
+    /// The directory on each node where the local-path provisioner puts volumes
+    /// (`<data-dir>/storage`); `/var/lib/krust/storage` when unset.
+    pub local_path_dir: Option<std::path::PathBuf>,
 }
 
 /// Errors a reconcile can end with; the controller retries with backoff.
@@ -68,6 +79,10 @@ pub async fn run(client: Client, options: Options) {
         async move {
             let tasks = vec![
                 tokio::spawn(serviceaccount::run(ctx.clone())),
+                tokio::spawn(nodelifecycle::run(ctx.clone())),
+                tokio::spawn(disruption::run(ctx.clone())),
+                tokio::spawn(resourcequota::run(ctx.clone())),
+                tokio::spawn(volume::run(ctx.clone())),
                 tokio::spawn(statefulset::run(ctx.clone())),
                 tokio::spawn(daemonset::run(ctx.clone())),
                 tokio::spawn(garbagecollector::run(ctx.clone())),
