@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kube::Client;
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -15,6 +16,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
@@ -24,6 +26,7 @@ pub mod rootcacert;
 pub mod runtime;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttlafterfinished;
 pub mod volume;
 
 pub use runtime::{Clock, Informers, SystemClock};
@@ -83,6 +86,9 @@ pub async fn run(client: Client, options: Options) {
                 tokio::spawn(disruption::run(ctx.clone())),
                 tokio::spawn(resourcequota::run(ctx.clone())),
                 tokio::spawn(volume::run(ctx.clone())),
+                tokio::spawn(job::run(ctx.clone())),
+                tokio::spawn(cronjob::run(ctx.clone())),
+                tokio::spawn(ttlafterfinished::run(ctx.clone())),
                 tokio::spawn(statefulset::run(ctx.clone())),
                 tokio::spawn(daemonset::run(ctx.clone())),
                 tokio::spawn(garbagecollector::run(ctx.clone())),
