@@ -328,13 +328,18 @@ async fn feed(
         drop(this);
         let mut stream = match store.watch("/registry/", rev).await {
             Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "watch cache: store watch failed, reloading");
+            Err(e) if e.is_compacted() => {
+                // The history we need is gone: start over from a fresh read.
+                tracing::warn!(error = %e, "watch cache: history compacted, reloading");
                 rev = match reload(&caches, &*store).await {
                     Some(r) => r,
                     None => return,
                 };
                 let _ = rev_tx.send(rev);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "watch cache: store watch failed, retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -355,16 +360,22 @@ async fn feed(
                             this.global.store(rev, Ordering::SeqCst);
                             let _ = rev_tx.send(rev);
                         }
-                        other => {
-                            if let Some(Err(e)) = other {
-                                tracing::warn!(error = %e, "watch cache: store watch ended, reloading");
-                            }
+                        Some(Err(e)) if e.is_compacted() => {
+                            tracing::warn!(error = %e, "watch cache: history compacted, reloading");
                             drop(this);
                             rev = match reload(&caches, &*store).await {
                                 Some(r) => r,
                                 None => return,
                             };
                             let _ = rev_tx.send(rev);
+                            break;
+                        }
+                        other => {
+                            // Lagged, disconnected or ended: watch again from the last
+                            // revision applied; nothing is lost and nothing is replayed twice.
+                            if let Some(Err(e)) = other {
+                                tracing::info!(error = %e, revision = rev, "watch cache: store watch ended, resuming");
+                            }
                             break;
                         }
                     }

@@ -708,6 +708,11 @@ async fn react(api: &Api, key: &str, crd: &Value, deleted: bool) {
         return;
     }
     register(api, crd);
+    if let Some(r) = resources_of(crd).first() {
+        if let Err(e) = api.caches.cache(&r.storage.prefix).await {
+            tracing::warn!(crd = key, error = %e, "custom resource definition: starting its cache failed");
+        }
+    }
     let result = if meta::is_deleting(crd) {
         if meta::finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) {
             cleanup(api, key, crd).await

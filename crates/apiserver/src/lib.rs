@@ -89,6 +89,11 @@ impl Api {
             allocation: tokio::sync::Mutex::new(()),
             recent_allocations: Default::default(),
         });
+        // Every resource's cache starts now, so watches can resume from any revision
+        // written since the server started.
+        for storage in api.registry.storages() {
+            api.caches.cache(&storage.prefix).await?;
+        }
         builtin::bootstrap(&api).await?;
         crd::start(&api).await?;
         Ok(api)

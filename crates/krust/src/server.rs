@@ -86,6 +86,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         ..Default::default()
     };
     let authn = apiserver::auth::Authenticator::new();
+    // A bearer token for the admin, for clients that cannot present certificates.
+    let token_path = dir.join("token");
+    if !token_path.exists() {
+        let token: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+        certs::write_secret_file(&token_path, &format!("{token}\n"))?;
+    }
+    let admin_token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("reading {}", token_path.display()))?
+        .trim()
+        .to_string();
+    authn.add_token(&admin_token, apiserver::auth::User::new("admin", &["system:masters"]));
     let api = apiserver::Api::new(store, config, authn).await.context("starting the API server")?;
 
     // The control plane's components reach the API in-process, each as its own user.

@@ -301,4 +301,89 @@ fn anonymous_requests_are_unauthorized() {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a Status");
     assert_eq!(body["code"], 401);
     assert_eq!(body["reason"], "Unauthorized");
+    let token = std::fs::read_to_string(c.data_dir().join("token")).expect("the admin token");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-H", &format!("Authorization: Bearer {}", token.trim())])
+        .arg(format!("https://127.0.0.1:{}/api/v1/namespaces/default", c.port))
+        .output()
+        .expect("curl");
+    let ns: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a Namespace");
+    assert_eq!(ns["metadata"]["name"], "default", "a bearer token authenticates");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-H", "Authorization: Bearer wrong"])
+        .arg(format!("https://127.0.0.1:{}/api/v1/namespaces/default", c.port))
+        .output()
+        .expect("curl");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a Status");
+    assert_eq!(body["code"], 401);
+}
+
+#[test]
+fn imperative_creates_send_protobuf_and_work() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&["create", "configmap", "cfg", "-n", "team", "--from-literal=a=b"]);
+    c.ok(&["create", "secret", "generic", "creds", "-n", "team", "--from-literal=password=hunter2"]);
+    c.ok(&["create", "deployment", "web", "-n", "team", "--image=nginx:1.25", "--replicas=3"]);
+    c.ok(&["create", "job", "once", "-n", "team", "--image=busybox", "--", "echo", "hi"]);
+    assert_eq!(c.ok(&["get", "cm", "cfg", "-n", "team", "-o", "jsonpath={.data.a}"]), "b");
+    assert_eq!(
+        c.ok(&["get", "secret", "creds", "-n", "team", "-o", "jsonpath={.data.password}"]),
+        "aHVudGVyMg=="
+    );
+    assert_eq!(c.ok(&["get", "deploy", "web", "-n", "team", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let sel = c.ok(&["get", "job", "once", "-n", "team", "-o", "jsonpath={.spec.selector.matchLabels}"]);
+    assert!(sel.contains("batch.kubernetes.io/controller-uid"), "the server generates a Job selector: {sel}");
+    let err = c.fails(&["create", "namespace", "Bad_Name"]);
+    assert!(err.contains("Invalid value: \"Bad_Name\""), "{err}");
+    let err = c.fails(&["create", "configmap", "cfg", "-n", "team", "--from-literal=a=c"]);
+    assert!(err.contains("configmaps \"cfg\" already exists"), "{err}");
+    let err = c.fails(&["create", "configmap", "x", "-n", "nowhere", "--from-literal=a=b"]);
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+}
+
+#[test]
+fn server_side_apply_tracks_field_ownership() {
+    let c = Cluster::start();
+    c.ok_stdin(&["apply", "--server-side", "-f", "-"], DEPLOYMENT);
+    let managers = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("kubectl"), "{managers}");
+    // Another manager takes spec.replicas; re-applying a different value conflicts.
+    c.ok(&["scale", "deploy", "web", "--replicas=5"]);
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let err = c.fails_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
+    c.ok_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], &changed);
+    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    // A field the applier stops applying is removed.
+    let without_label = changed.replace("  labels: {app: web}\nspec:", "spec:");
+    c.ok_stdin(&["apply", "--server-side", "-f", "-"], &without_label);
+    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"]), "");
+}
+
+#[test]
+fn limit_ranges_default_and_bound_container_resources() {
+    let c = Cluster::start();
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 100m}\n    max: {cpu: \"1\"}\n",
+    );
+    let pod =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+    c.ok_stdin(&["apply", "-f", "-"], pod);
+    let res = c.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.containers[0].resources}"]);
+    let res: serde_json::Value = serde_json::from_str(&res).unwrap();
+    assert_eq!(res["limits"]["cpu"], "500m");
+    assert_eq!(res["requests"]["cpu"], "100m");
+    assert_eq!(res["requests"]["memory"], "256Mi", "requests default to the default limit");
+    let big = "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers: [{name: c, image: busybox, resources: {limits: {cpu: \"2\"}}}]\n";
+    let err = c.fails_stdin(&["apply", "-f", "-"], big);
+    assert!(err.contains("maximum cpu usage per Container is 1, but limit is 2"), "{err}");
 }
