@@ -218,12 +218,12 @@ impl Cache {
     }
 
     pub fn remove_nominated(&mut self, key: &str) {
-        if let Some(node) = self.nominated_node_of.remove(key) {
-            if let Some(list) = self.nominated.get_mut(&node) {
-                list.retain(|p| p.key != key);
-                if list.is_empty() {
-                    self.nominated.remove(&node);
-                }
+        if let Some(node) = self.nominated_node_of.remove(key)
+            && let Some(list) = self.nominated.get_mut(&node)
+        {
+            list.retain(|p| p.key != key);
+            if list.is_empty() {
+                self.nominated.remove(&node);
             }
         }
     }

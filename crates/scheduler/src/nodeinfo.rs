@@ -313,12 +313,12 @@ impl NodeInfo {
         if !p.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity -= 1;
         }
-        if let Some(uid) = &p.owner_uid {
-            if let Some(c) = self.owner_counts.get_mut(uid) {
-                *c -= 1;
-                if *c <= 0 {
-                    self.owner_counts.remove(uid);
-                }
+        if let Some(uid) = &p.owner_uid
+            && let Some(c) = self.owner_counts.get_mut(uid)
+        {
+            *c -= 1;
+            if *c <= 0 {
+                self.owner_counts.remove(uid);
             }
         }
         self.generation += 1;

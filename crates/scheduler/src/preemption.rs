@@ -136,10 +136,10 @@ pub fn eligible(pod: &PodInfo, cache: &Cache, diagnosis: &Diagnosis) -> Result<(
         {
             return Ok(());
         }
-        if let Some(n) = cache.node(nominated) {
-            if n.pods.iter().any(|p| p.priority < pod.priority && p.terminating && p.preempted) {
-                return Err(MSG_TERMINATING_ON_NOMINATED.into());
-            }
+        if let Some(n) = cache.node(nominated)
+            && n.pods.iter().any(|p| p.priority < pod.priority && p.terminating && p.preempted)
+        {
+            return Err(MSG_TERMINATING_ON_NOMINATED.into());
         }
     }
     Ok(())

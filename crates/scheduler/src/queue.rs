@@ -543,7 +543,7 @@ impl SchedulingQueue {
             let now = Instant::now();
             self.with(|q| {
                 q.flush_backoff(now);
-                if n % 30 == 0 {
+                if n.is_multiple_of(30) {
                     q.flush_unschedulable(now);
                 }
             });

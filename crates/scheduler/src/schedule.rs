@@ -81,16 +81,11 @@ impl Algorithm {
         let pod = &state.pod;
         // A pod nominated by an earlier preemption tries its nominated node first.
         let nominated = pod.nominated_node_name();
-        if !nominated.is_empty() {
-            if let Some(n) = cache.node(nominated) {
-                if plugins::run_filters_with_nominated(state, n, cache.nominated_for(&n.name)).is_success() {
-                    return Ok(ScheduleResult {
-                        node: n.name.clone(),
-                        evaluated_nodes: 1,
-                        feasible_nodes: 1,
-                    });
-                }
-            }
+        if !nominated.is_empty()
+            && let Some(n) = cache.node(nominated)
+            && plugins::run_filters_with_nominated(state, n, cache.nominated_for(&n.name)).is_success()
+        {
+            return Ok(ScheduleResult { node: n.name.clone(), evaluated_nodes: 1, feasible_nodes: 1 });
         }
         let want = num_feasible_nodes_to_find(self.percentage_of_nodes_to_score, nodes.len());
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(nodes.len()));

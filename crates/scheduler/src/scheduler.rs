@@ -353,10 +353,10 @@ impl Scheduler {
             if svc.namespace().as_deref() != Some(pod.namespace.as_str()) {
                 continue;
             }
-            if let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) {
-                if LabelSelector::from_map(sel).matches(pod.labels()) {
-                    set.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
+            if let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref())
+                && LabelSelector::from_map(sel).matches(pod.labels())
+            {
+                set.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
         let mut selector = LabelSelector::from_map(&set);
@@ -726,10 +726,10 @@ async fn evict(
 async fn clear_nomination(client: &Client, p: &PodInfo) {
     let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
     let patch = json!({"status": {"nominatedNodeName": null}});
-    if let Err(e) = api.patch_status(&p.name, &PatchParams::default(), &Patch::Strategic(patch)).await {
-        if api_code(&e) != Some(404) {
-            tracing::info!(pod = %p.key, error = %e, "clearing nominatedNodeName failed");
-        }
+    if let Err(e) = api.patch_status(&p.name, &PatchParams::default(), &Patch::Strategic(patch)).await
+        && api_code(&e) != Some(404)
+    {
+        tracing::info!(pod = %p.key, error = %e, "clearing nominatedNodeName failed");
     }
 }
 

@@ -213,10 +213,10 @@ impl RequiredNodeAffinity {
     }
 
     pub fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
-        if let Some(s) = &self.node_selector {
-            if !s.matches(labels) {
-                return false;
-            }
+        if let Some(s) = &self.node_selector
+            && !s.matches(labels)
+        {
+            return false;
         }
         match &self.terms {
             Some(terms) => terms.iter().any(|t| t.matches(node_name, labels)),

@@ -148,10 +148,10 @@ impl FilterState {
 
     fn count_existing(&mut self, ep: &PodInfo, node: &NodeInfo, incoming: &PodInfo, n: i64) {
         for t in &ep.required_anti_affinity {
-            if t.matches(incoming, &self.ns_labels) {
-                if let Some(v) = node.labels().get(&t.topology_key) {
-                    self.existing_anti_affinity.add(&t.topology_key, v, n);
-                }
+            if t.matches(incoming, &self.ns_labels)
+                && let Some(v) = node.labels().get(&t.topology_key)
+            {
+                self.existing_anti_affinity.add(&t.topology_key, v, n);
             }
         }
     }
@@ -166,10 +166,10 @@ impl FilterState {
             }
         }
         for t in &self.terms.required_anti_affinity {
-            if t.matches(ep, &NO_LABELS) {
-                if let Some(v) = labels.get(&t.topology_key) {
-                    self.anti_affinity.add(&t.topology_key, v, n);
-                }
+            if t.matches(ep, &NO_LABELS)
+                && let Some(v) = labels.get(&t.topology_key)
+            {
+                self.anti_affinity.add(&t.topology_key, v, n);
             }
         }
     }
@@ -203,15 +203,16 @@ pub fn filter(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> Status {
             }
         }
         // The first pod of a group that selects itself may go anywhere the topology exists.
-        if !pods_exist && !(state.affinity.is_empty() && matches_all(aff, pod)) {
+        let first_of_group = state.affinity.is_empty() && matches_all(aff, pod);
+        if !pods_exist && !first_of_group {
             return Status::unresolvable(Plugin::InterPodAffinity, ERR_REASON_AFFINITY);
         }
     }
     for t in &state.terms.required_anti_affinity {
-        if let Some(v) = labels.get(&t.topology_key) {
-            if state.anti_affinity.get(&t.topology_key, v) > 0 {
-                return Status::unschedulable(Plugin::InterPodAffinity, ERR_REASON_ANTI_AFFINITY);
-            }
+        if let Some(v) = labels.get(&t.topology_key)
+            && state.anti_affinity.get(&t.topology_key, v) > 0
+        {
+            return Status::unschedulable(Plugin::InterPodAffinity, ERR_REASON_ANTI_AFFINITY);
         }
     }
     Status::success()
@@ -237,10 +238,10 @@ pub fn score(
         sign: i64,
     ) {
         for w in ts {
-            if w.term.matches(target, nsl) {
-                if let Some(v) = node.labels().get(&w.term.topology_key) {
-                    topo.add(&w.term.topology_key, v, w.weight * sign);
-                }
+            if w.term.matches(target, nsl)
+                && let Some(v) = node.labels().get(&w.term.topology_key)
+            {
+                topo.add(&w.term.topology_key, v, w.weight * sign);
             }
         }
     }
@@ -258,10 +259,10 @@ pub fn score(
             process(&mut topo, &terms.preferred_affinity, ep, &NO_LABELS, node, 1);
             process(&mut topo, &terms.preferred_anti_affinity, ep, &NO_LABELS, node, -1);
             for t in &ep.required_affinity {
-                if t.matches(pod, ns_labels) {
-                    if let Some(v) = node.labels().get(&t.topology_key) {
-                        topo.add(&t.topology_key, v, HARD_POD_AFFINITY_WEIGHT);
-                    }
+                if t.matches(pod, ns_labels)
+                    && let Some(v) = node.labels().get(&t.topology_key)
+                {
+                    topo.add(&t.topology_key, v, HARD_POD_AFFINITY_WEIGHT);
                 }
             }
             process(&mut topo, &ep.preferred_affinity, pod, ns_labels, node, 1);

@@ -141,7 +141,8 @@ mod tests {
     #[test]
     fn requests_must_fit_in_what_is_left_of_allocatable() {
         // (node cpu, node mem, existing (cpu, mem), incoming (cpu, mem), reasons, code)
-        let cases: Vec<(&str, &str, Vec<(&str, &str)>, (&str, &str), Vec<&str>, Code)> = vec![
+        type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, (&'a str, &'a str), Vec<&'a str>, Code);
+        let cases: Vec<Case> = vec![
             ("10", "20", vec![("5", "5")], ("1", "1"), vec![], Code::Success),
             ("10", "20", vec![("9", "5")], ("2", "1"), vec!["Insufficient cpu"], Code::Unschedulable),
             ("10", "20", vec![("5", "19")], ("1", "2"), vec!["Insufficient memory"], Code::Unschedulable),
