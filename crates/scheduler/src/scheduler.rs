@@ -5,7 +5,7 @@
 //! the `PodScheduled=False` condition and `nominatedNodeName`, and preemption's evictions.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use controllers::runtime::{EventType, Informers, Recorder};
@@ -61,8 +61,23 @@ enum Nomination {
     Clear,
 }
 
+/// Counters of what the scheduler did since it started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Scheduling cycles run.
+    pub attempts: AtomicU64,
+    /// Pods bound.
+    pub scheduled: AtomicU64,
+    /// Cycles that found no node.
+    pub unschedulable: AtomicU64,
+    /// Bindings the API server refused or that failed.
+    pub bind_errors: AtomicU64,
+}
+
 /// The scheduler: its cache, queue and clients.
 pub struct Scheduler {
+    /// What the scheduler did so far.
+    pub stats: Arc<Stats>,
     client: Client,
     options: Options,
     state: Arc<Mutex<State>>,
@@ -101,6 +116,7 @@ impl Scheduler {
     /// namespaces (pods and nodes are watched by the scheduler itself).
     pub fn new(client: Client, informers: Informers, options: Options) -> Arc<Self> {
         Arc::new(Self {
+            stats: Arc::new(Stats::default()),
             recorder: Recorder::new(client.clone(), &options.scheduler_name),
             algorithm: Algorithm { percentage_of_nodes_to_score: options.percentage_of_nodes_to_score },
             binds: Arc::new(Semaphore::new(options.parallel_binds.max(1))),
@@ -420,6 +436,7 @@ impl Scheduler {
     pub fn schedule_one(&self, qp: QueuedPod) {
         let info = qp.info.clone();
         let key = info.key.clone();
+        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
         if info.terminating {
             self.queue.with(|q| q.done(&key));
             return;
@@ -444,6 +461,7 @@ impl Scheduler {
             }
             Err(ScheduleError::NoNodes) => {
                 drop(st);
+                self.stats.unschedulable.fetch_add(1, Ordering::Relaxed);
                 self.queue.with(|q| q.add_unschedulable(&key, PluginSet::EMPTY, now));
                 let clear =
                     if info.nominated_node_name().is_empty() { Nomination::Keep } else { Nomination::Clear };
@@ -487,6 +505,7 @@ impl Scheduler {
                     Outcome::NotEligible(_) => (Nomination::Keep, None, Vec::new()),
                 };
                 drop(st);
+                self.stats.unschedulable.fetch_add(1, Ordering::Relaxed);
                 self.queue.with(|q| q.add_unschedulable(&key, rejectors, now));
                 self.spawn_failure(info, "Unschedulable", e.to_string(), nomination, preempt, lower);
             }
@@ -521,6 +540,7 @@ impl Scheduler {
         let binds = self.binds.clone();
         let queue = self.queue.clone();
         let state = self.state.clone();
+        let stats = self.stats.clone();
         self.spawn(async move {
             let Ok(_permit) = binds.acquire_owned().await else { return };
             let binding = Binding {
@@ -542,11 +562,13 @@ impl Scheduler {
                 .await
             {
                 Ok(_) => {
+                    stats.scheduled.fetch_add(1, Ordering::Relaxed);
                     queue.with(|q| q.done(&info.key));
                     let msg = format!("Successfully assigned {} to {}", info.key, node);
                     recorder.publish(&*info.pod, EventType::Normal, "Scheduled", &msg).await;
                 }
                 Err(e) => {
+                    stats.bind_errors.fetch_add(1, Ordering::Relaxed);
                     state.lock().unwrap_or_else(|e| e.into_inner()).cache.forget(&info.key);
                     if api_code(&e) == Some(404) {
                         queue.with(|q| q.delete(&info.key));
