@@ -113,8 +113,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         controllers::Options {
             root_ca_pem: Some(pki.ca_cert.clone()),
             identity: identity.clone(),
+            local_path_dir: Some(dir.join("storage")),
             ..Default::default()
         },
+    ));
+    let sched_client = kube::Client::new(
+        apiserver::serve::router_as(api.clone(), apiserver::auth::User::new("system:kube-scheduler", &[])),
+        "default",
+    );
+    tokio::spawn(scheduler::run(
+        sched_client,
+        scheduler::Options { identity: identity.clone(), ..Default::default() },
     ));
     if args.sim_nodes > 0 {
         let sim_client = kube::Client::new(
