@@ -387,3 +387,29 @@ fn limit_ranges_default_and_bound_container_resources() {
     let err = c.fails_stdin(&["apply", "-f", "-"], big);
     assert!(err.contains("maximum cpu usage per Container is 1, but limit is 2"), "{err}");
 }
+
+#[test]
+fn quotas_refuse_creates_over_their_limit() {
+    let c = Cluster::start();
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q}\nspec:\n  hard: {configmaps: \"3\"}\nstatus:\n  hard: {configmaps: \"3\"}\n",
+    );
+    // Quota admission needs status.used, which the quota controller computes.
+    assert!(
+        c.eventually(Duration::from_secs(20), || c
+            .ok(&["get", "quota", "q", "-o", "jsonpath={.status.used}"])
+            .contains("configmaps")),
+        "the quota controller fills status.used"
+    );
+    let mut refused = None;
+    for i in 0..5 {
+        let out = c.kubectl(&["create", "configmap", &format!("c{i}")]);
+        if !out.status.success() {
+            refused = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let err = refused.expect("a create over the quota is refused");
+    assert!(err.contains("exceeded quota: q"), "{err}");
+}
