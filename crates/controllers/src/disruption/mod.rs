@@ -19,10 +19,10 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
 use crate::runtime::{EventType, Recorder};
 use crate::{Context, ERROR_REQUEUE, Error, Result};
@@ -33,6 +33,25 @@ pub const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
 /// After a failed sync (for example a pod whose controller cannot be found), look again this soon.
 const FAILED_RETRY: Duration = Duration::from_secs(30);
+
+/// Waits until an informer's cache has listed everything once; false if it never will.
+///
+/// `Store::wait_until_ready` keeps only the waker of the task that polled it last, so when
+/// several controllers wait on one shared cache at once some are never woken; polling it
+/// again every 100ms sidesteps that. Every store a controller here reads is waited for with
+/// this before the controller starts (the `Controller` runner's own wait then finds the
+/// store ready at once).
+pub(crate) async fn cache_synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(ready) => return ready.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
 
 /// The disruption controller's shared state.
 pub struct State {
@@ -383,9 +402,19 @@ pub async fn run(ctx: Arc<Context>) {
     let pdbs = ctx.informers.get::<PodDisruptionBudget>();
     let pods = ctx.informers.get::<Pod>();
     // A budget computed from an unsynced pod cache could allow evictions it should refuse.
-    if pods.store.wait_until_ready().await.is_err() {
+    if !cache_synced(&pods.store).await || !cache_synced(&pdbs.store).await {
         return;
     }
+    let synced = [
+        cache_synced(&ctx.informers.get::<Deployment>().store).await,
+        cache_synced(&ctx.informers.get::<ReplicaSet>().store).await,
+        cache_synced(&ctx.informers.get::<StatefulSet>().store).await,
+        cache_synced(&ctx.informers.get::<ReplicationController>().store).await,
+    ];
+    if synced.contains(&false) {
+        return;
+    }
+    tracing::info!("disruption controller started");
     let pod_budgets = {
         let store = pdbs.store.clone();
         move |pod: Arc<Pod>| {

@@ -165,7 +165,9 @@ pub async fn run(ctx: Arc<Context>) {
     let st = Arc::new(State::new(ctx.clone()));
     let pods = ctx.informers.get::<Pod>();
     let nodes = ctx.informers.get::<Node>();
-    if nodes.store.wait_until_ready().await.is_err() {
+    if !crate::disruption::cache_synced(&nodes.store).await
+        || !crate::disruption::cache_synced(&pods.store).await
+    {
         return;
     }
     let pod_store = pods.store.clone();

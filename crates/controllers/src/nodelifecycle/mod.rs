@@ -33,6 +33,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
+use crate::disruption::cache_synced;
 use crate::runtime::{EventType, Recorder};
 use crate::{Context, ERROR_REQUEUE, Error, Result};
 use health::NodeHealth;
@@ -424,15 +425,15 @@ fn error_policy(_: Arc<Node>, err: &Error, _: Arc<Context>) -> Action {
 /// controller.
 pub async fn run(ctx: Arc<Context>) {
     let nodes = ctx.informers.get::<Node>();
-    for ready in [
-        nodes.store.wait_until_ready().await,
-        ctx.informers.get::<Lease>().store.wait_until_ready().await,
-        ctx.informers.get::<Pod>().store.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return;
-        }
+    let synced = [
+        cache_synced(&nodes.store).await,
+        cache_synced(&ctx.informers.get::<Lease>().store).await,
+        cache_synced(&ctx.informers.get::<Pod>().store).await,
+    ];
+    if synced.contains(&false) {
+        return;
     }
+    tracing::info!("node lifecycle controller started");
     let monitor = Arc::new(Monitor::new(ctx.clone()));
     let m = monitor.clone();
     let monitoring = async move {

@@ -28,6 +28,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::disruption::cache_synced as synced;
 use crate::{Context, ERROR_REQUEUE, Error, Result};
 use quantity::{ResourceList, parse_list, to_wire_list};
 use usage::Object;
@@ -182,15 +183,19 @@ pub async fn run(ctx: Arc<Context>) {
     c = watch::<ReplicationController>(c, &ctx, &store);
     // Another quota of the namespace changing changes `count/resourcequotas`.
     c = c.watches_shared_stream(quotas.changes(), quotas_of_namespace::<ResourceQuota>(store.clone()));
-    for ready in [
-        ctx.informers.get::<Pod>().store.wait_until_ready().await,
-        ctx.informers.get::<Service>().store.wait_until_ready().await,
-        ctx.informers.get::<PersistentVolumeClaim>().store.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return;
-        }
+    let synced = [
+        synced(&ctx.informers.get::<ResourceQuota>().store).await,
+        synced(&ctx.informers.get::<Pod>().store).await,
+        synced(&ctx.informers.get::<Service>().store).await,
+        synced(&ctx.informers.get::<PersistentVolumeClaim>().store).await,
+        synced(&ctx.informers.get::<ConfigMap>().store).await,
+        synced(&ctx.informers.get::<Secret>().store).await,
+        synced(&ctx.informers.get::<ReplicationController>().store).await,
+    ];
+    if synced.contains(&false) {
+        return;
     }
+    tracing::info!("resourcequota controller started");
     c.run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 

@@ -25,6 +25,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::matching::{self, NodeView};
 use super::*;
+use crate::disruption::cache_synced;
 use crate::runtime::{EventType, Recorder};
 use crate::{Context, ERROR_REQUEUE, Error, Result};
 
@@ -703,17 +704,18 @@ pub async fn run(ctx: Arc<Context>) {
     let classes = ctx.informers.get::<StorageClass>();
     let pods = ctx.informers.get::<Pod>();
     // Deciding on a partial cache would mark claims Lost or volumes Released wrongly.
-    for ready in [
-        claims.store.wait_until_ready().await,
-        volumes.store.wait_until_ready().await,
-        classes.store.wait_until_ready().await,
-        pods.store.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return;
-        }
+    let synced = [
+        cache_synced(&claims.store).await,
+        cache_synced(&volumes.store).await,
+        cache_synced(&classes.store).await,
+        cache_synced(&pods.store).await,
+        cache_synced(&ctx.informers.get::<Node>().store).await,
+    ];
+    if synced.contains(&false) {
+        return;
     }
     let volume_store = volumes.store.clone();
+    tracing::info!("persistentvolume controller started");
     let unbound_claims = {
         let store = claims.store.clone();
         move |_: Arc<StorageClass>| {

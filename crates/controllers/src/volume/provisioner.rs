@@ -27,6 +27,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 
 use super::*;
+use crate::disruption::cache_synced;
 use crate::runtime::{EventType, Recorder};
 use crate::{Context, ERROR_REQUEUE, Error, Result};
 
@@ -332,14 +333,14 @@ pub async fn run(ctx: Arc<Context>) {
     let claims = ctx.informers.get::<PersistentVolumeClaim>();
     let volumes = ctx.informers.get::<PersistentVolume>();
     let classes = ctx.informers.get::<StorageClass>();
-    for ready in [
-        volumes.store.wait_until_ready().await,
-        classes.store.wait_until_ready().await,
-        ctx.informers.get::<Node>().store.wait_until_ready().await,
-    ] {
-        if ready.is_err() {
-            return;
-        }
+    let synced = [
+        cache_synced(&claims.store).await,
+        cache_synced(&volumes.store).await,
+        cache_synced(&classes.store).await,
+        cache_synced(&ctx.informers.get::<Node>().store).await,
+    ];
+    if synced.contains(&false) {
+        return;
     }
     let provision = Controller::for_shared_stream(claims.changes(), claims.store.clone())
         .run(reconcile_claim, error_policy, st.clone())
