@@ -273,9 +273,10 @@ spec:
     ports: [{name: http, containerPort: 8080}]
 "#;
 
-fn set_pod_status(c: &Cluster, ready: bool) {
+/// What a kubelet would report: the pod's IP and its Ready condition, changed at `at`.
+fn set_pod_status(c: &Cluster, ready: bool, at: &str) {
     let status = format!(
-        r#"{{"status":{{"phase":"Running","podIP":"10.244.0.5","podIPs":[{{"ip":"10.244.0.5"}}],"conditions":[{{"type":"Ready","status":"{}"}}]}}}}"#,
+        r#"{{"status":{{"phase":"Running","podIP":"10.244.0.5","podIPs":[{{"ip":"10.244.0.5"}}],"conditions":[{{"type":"Ready","status":"{}","lastTransitionTime":"{at}"}}]}}}}"#,
         if ready { "True" } else { "False" }
     );
     c.ok(&["patch", "pod", "web-a", "--subresource=status", "--type=merge", "-p", &status]);
@@ -292,15 +293,19 @@ fn endpoints_and_endpoint_slices_follow_pod_readiness() {
     assert!(c.eventually(WAIT, || slices().lines().count() == 1), "{}", slices());
     assert!(slices().trim().starts_with("endpointslice.discovery.k8s.io/web-"), "{}", slices());
     c.ok_stdin(&["apply", "-f", "-"], POD);
-    set_pod_status(&c, true);
+    set_pod_status(&c, true, "2030-01-01T00:00:00Z");
     let ep = "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port} {.subsets[0].addresses[0].targetRef.name} {.subsets[0].addresses[0].nodeName}";
     assert!(
         c.eventually(WAIT, || c.ok(&["get", "endpoints", "web", "-o", ep]) == "10.244.0.5:8080 web-a node-1"),
         "{}",
         c.ok(&["get", "endpoints", "web", "-o", "yaml"])
     );
-    let annotation = c.ok(&["get", "endpoints", "web", "-o", "jsonpath={.metadata.annotations}"]);
-    assert!(annotation.contains("endpoints.kubernetes.io/last-change-trigger-time"), "{annotation}");
+    let trigger = "jsonpath={.metadata.annotations.endpoints\\.kubernetes\\.io/last-change-trigger-time}";
+    assert_eq!(
+        c.ok(&["get", "endpoints", "web", "-o", trigger]),
+        "2030-01-01T00:00:00Z",
+        "the pod became ready then"
+    );
     let slice = "jsonpath={.items[0].addressType} {.items[0].endpoints[0].addresses[0]} {.items[0].endpoints[0].conditions.ready} {.items[0].endpoints[0].zone} {.items[0].ports[0].port} {.items[0].metadata.labels.endpointslice\\.kubernetes\\.io/managed-by}";
     let get_slice = || c.ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", slice]);
     assert!(
@@ -308,7 +313,7 @@ fn endpoints_and_endpoint_slices_follow_pod_readiness() {
         "{}",
         get_slice()
     );
-    set_pod_status(&c, false);
+    set_pod_status(&c, false, "2030-01-01T00:01:00Z");
     let not_ready = "jsonpath={.subsets[0].notReadyAddresses[0].ip} {.subsets[0].addresses}";
     assert!(c.eventually(WAIT, || c.ok(&["get", "endpoints", "web", "-o", not_ready]) == "10.244.0.5 "));
     assert!(c.eventually(WAIT, || get_slice().starts_with("IPv4 10.244.0.5 false")));

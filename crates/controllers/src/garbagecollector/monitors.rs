@@ -80,13 +80,21 @@ fn observe(r: &ResourceInfo, o: &PartialObjectMeta<DynamicObject>) -> Option<Obs
 
 async fn watch(client: kube::Client, r: ResourceInfo, tx: UnboundedSender<Change>, synced: Arc<AtomicBool>) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &r.api_resource());
-    let mut events =
-        watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff().boxed();
+    let start =
+        || watcher::watcher(api.clone(), watcher::Config::default().any_semantic()).default_backoff().boxed();
+    let mut events = start();
     let mut known: HashMap<String, Identity> = HashMap::new();
     let mut relisted: Option<HashMap<String, Identity>> = None;
     while let Some(ev) = events.next().await {
         let ev = match ev {
             Ok(ev) => ev,
+            Err(watcher::Error::WatchStartFailed(kube::Error::Api(s))) if s.code == 410 => {
+                // The listed version is already too old to watch from; kube-runtime would
+                // retry that version forever, so list again (as client-go's reflector does).
+                tracing::debug!(resource = %key(&r), "garbage collector monitor: listed version expired, relisting");
+                events = start();
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(resource = %key(&r), error = %e, "garbage collector monitor: watch error, retrying");
                 continue;
