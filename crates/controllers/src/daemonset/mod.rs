@@ -250,11 +250,12 @@ pub async fn run(ctx: Arc<Context>) {
     let revisions = ctx.informers.get::<ControllerRevision>();
     // A sync over a cache that has not listed yet would create pods that exist.
     for ready in [
-        pods.store.wait_until_ready().await,
-        nodes.store.wait_until_ready().await,
-        revisions.store.wait_until_ready().await,
+        crate::history::cache_synced(&sets.store).await,
+        crate::history::cache_synced(&pods.store).await,
+        crate::history::cache_synced(&nodes.store).await,
+        crate::history::cache_synced(&revisions.store).await,
     ] {
-        if ready.is_err() {
+        if !ready {
             tracing::warn!("daemonset controller: an informer stopped before it was ready");
             return;
         }

@@ -24,6 +24,24 @@ use serde_json::{Map, Value};
 use crate::runtime::{controller_of, controller_ref};
 use crate::{Error, Result};
 
+/// Waits until an informer's cache has listed once; false if it never will.
+///
+/// `Store::wait_until_ready` wakes only the task that polled it last, so with caches
+/// shared by many controllers a plain wait can sleep forever; waiting in short slices
+/// and polling again sidesteps that.
+pub async fn cache_synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        if let Ok(ready) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return ready.is_ok();
+        }
+    }
+}
+
 /// The text of an API error as Go clients print it (the Status message), for Events.
 pub fn message(e: &kube::Error) -> String {
     match e {

@@ -44,6 +44,7 @@ fn selector_of(set: &StatefulSet) -> Option<Selector> {
 /// Syncs one StatefulSet: adopts orphaned revisions, claims its pods, runs the update
 /// logic, records the status and prunes history.
 pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action> {
+    tracing::debug!(set = %crate::runtime::key_of(set.as_ref()), "statefulset: sync");
     let Some(selector) = selector_of(&set) else { return Ok(Action::await_change()) };
     let ns = set.namespace().unwrap_or_default();
     let uid = set.metadata.uid.clone().unwrap_or_default();
@@ -161,15 +162,17 @@ pub async fn run(ctx: Arc<Context>) {
     let revisions = ctx.informers.get::<ControllerRevision>();
     // A sync over a cache that has not listed yet would recreate what exists.
     for ready in [
-        pods.store.wait_until_ready().await,
-        claims.store.wait_until_ready().await,
-        revisions.store.wait_until_ready().await,
+        history::cache_synced(&sets.store).await,
+        history::cache_synced(&pods.store).await,
+        history::cache_synced(&claims.store).await,
+        history::cache_synced(&revisions.store).await,
     ] {
-        if ready.is_err() {
+        if !ready {
             tracing::warn!("statefulset controller: an informer stopped before it was ready");
             return;
         }
     }
+    tracing::debug!("statefulset controller: caches synced, starting");
     let set_store = sets.store.clone();
     Controller::for_shared_stream(sets.changes(), sets.store.clone())
         .watches_shared_stream(pods.changes(), move |pod: Arc<Pod>| sets_for_pod(&set_store, &pod))
