@@ -20,6 +20,23 @@ fn sim_cluster() -> Cluster {
     c
 }
 
+/// `kubectl wait --for=condition=<cond> <what>`; on failure, shows the object, the
+/// pods and the end of the server log.
+fn wait_condition(c: &Cluster, cond: &str, what: &str) {
+    let out = c.kubectl(&["wait", &format!("--for=condition={cond}"), what, "--timeout=90s"]);
+    if !out.status.success() {
+        let log = c.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "{what} never became {cond}: {}\n{}\n{}\nserver log (end):\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.ok(&["get", what, "-o", "yaml"]),
+            c.ok(&["get", "pods", "-o", "wide"]),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
 fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
     let mut args: Vec<&str> = vec!["get"];
     args.extend_from_slice(what);
@@ -46,7 +63,7 @@ spec:
 fn a_job_runs_its_completions_and_is_complete() {
     let c = sim_cluster();
     c.ok_stdin(&["apply", "-f", "-"], PI);
-    c.ok(&["wait", "--for=condition=complete", "job/pi", "--timeout=90s"]);
+    wait_condition(&c, "complete", "job/pi");
 
     assert_eq!(jsonpath(&c, &["job", "pi"], "{.status.succeeded}"), "3");
     assert_eq!(jsonpath(&c, &["job", "pi"], "{.status.conditions[*].type}"), "SuccessCriteriaMet Complete");
@@ -90,7 +107,7 @@ spec:
 fn an_indexed_job_records_its_completed_indexes() {
     let c = sim_cluster();
     c.ok_stdin(&["apply", "-f", "-"], INDEXED);
-    c.ok(&["wait", "--for=condition=complete", "job/idx", "--timeout=90s"]);
+    wait_condition(&c, "complete", "job/idx");
     assert_eq!(jsonpath(&c, &["job", "idx"], "{.status.completedIndexes}"), "0-2");
     let mut indexes: Vec<String> = jsonpath(
         &c,
@@ -162,7 +179,7 @@ spec:
       containers: [{name: c, image: busybox}]
 "#;
     c.ok_stdin(&["apply", "-f", "-"], slow);
-    c.ok(&["wait", "--for=condition=failed", "job/slow", "--timeout=60s"]);
+    wait_condition(&c, "failed", "job/slow");
     assert_eq!(jsonpath(&c, &["job", "slow"], "{.status.conditions[*].type}"), "FailureTarget Failed");
     assert_eq!(jsonpath(&c, &["job", "slow"], "{.status.conditions[1].reason}"), "DeadlineExceeded");
     assert!(c.ok(&["get", "job", "slow"]).contains("Failed"));
@@ -182,7 +199,7 @@ fn a_finished_job_is_deleted_after_its_ttl() {
         .replace("metadata: {name: pi}", "metadata: {name: brief}")
         .replace("  completions: 3\n  parallelism: 2\n", "  ttlSecondsAfterFinished: 2\n");
     c.ok_stdin(&["apply", "-f", "-"], &short);
-    c.ok(&["wait", "--for=condition=complete", "job/brief", "--timeout=90s"]);
+    wait_condition(&c, "complete", "job/brief");
     assert!(
         c.eventually(WAIT, || !c.kubectl(&["get", "job", "brief"]).status.success()),
         "the Job outlived its TTL: {}",
@@ -217,7 +234,7 @@ fn a_cronjob_runs_by_hand_and_on_its_schedule() {
 
     // kubectl builds the Job client-side from the template.
     c.ok(&["create", "job", "hello-now", "--from=cronjob/hello"]);
-    c.ok(&["wait", "--for=condition=complete", "job/hello-now", "--timeout=90s"]);
+    wait_condition(&c, "complete", "job/hello-now");
     assert_eq!(
         jsonpath(&c, &["job", "hello-now"], "{.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate}"),
         "manual"
@@ -239,7 +256,7 @@ fn a_cronjob_runs_by_hand_and_on_its_schedule() {
     let minutes =
         last.parse::<k8s_openapi::jiff::Timestamp>().expect("lastScheduleTime is RFC 3339").as_second() / 60;
     let scheduled = format!("hello-{minutes}");
-    c.ok(&["wait", "--for=condition=complete", &format!("job/{scheduled}"), "--timeout=90s"]);
+    wait_condition(&c, "complete", &format!("job/{scheduled}"));
     assert_eq!(
         jsonpath(
             &c,

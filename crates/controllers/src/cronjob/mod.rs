@@ -583,10 +583,11 @@ fn error_policy(cj: Arc<CronJob>, err: &Error, _: Arc<CronJobController>) -> Act
 pub async fn run(ctx: Arc<Context>) {
     let cronjobs = ctx.informers.get::<CronJob>();
     let jobs = ctx.informers.get::<Job>();
-    if cronjobs.store.wait_until_ready().await.is_err() || jobs.store.wait_until_ready().await.is_err() {
+    if !crate::job::wait_synced(&cronjobs.store).await || !crate::job::wait_synced(&jobs.store).await {
         tracing::warn!("cronjob controller: caches never synced");
         return;
     }
+    tracing::info!("cronjob controller started");
     let c = Arc::new(CronJobController::new(ctx.clone(), TimeZone::system()));
     Controller::for_shared_stream(cronjobs.changes(), cronjobs.store.clone())
         .watches_shared_stream(jobs.changes(), |job: Arc<Job>| {

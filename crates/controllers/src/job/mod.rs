@@ -266,6 +266,21 @@ impl JobController {
     }
 }
 
+/// Waits until a shared cache has its first full list; false if its writer is gone.
+///
+/// `Store::wait_until_ready` keeps only the last waiter's waker (kube-runtime 5's
+/// `DelayedInit` polls one shared oneshot receiver), so when several controllers wait
+/// on the same cache at once the others would sleep forever. Asking again every
+/// 200ms sees the value once it is there.
+pub(crate) async fn wait_synced<K: kube::Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> bool {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(r) => return r.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Syncs one Job.
 pub async fn reconcile(job: Arc<Job>, c: Arc<JobController>) -> Result<Action> {
     reconcile::sync_job(job, c).await
@@ -292,10 +307,11 @@ pub async fn run(ctx: Arc<Context>) {
     let jobs = ctx.informers.get::<Job>();
     let pods = ctx.informers.get::<Pod>();
     // Managing a Job before its pods are known would create them twice.
-    if jobs.store.wait_until_ready().await.is_err() || pods.store.wait_until_ready().await.is_err() {
+    if !wait_synced(&jobs.store).await || !wait_synced(&pods.store).await {
         tracing::warn!("job controller: caches never synced");
         return;
     }
+    tracing::info!("job controller started");
     let c = Arc::new(JobController::new(ctx.clone()));
     let for_pods = c.clone();
     let jobs_ctl = Controller::for_shared_stream(jobs.changes(), jobs.store.clone())

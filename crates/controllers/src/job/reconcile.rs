@@ -196,6 +196,9 @@ fn normalize_status(job: &mut Job) {
     if st.completed_indexes.as_deref() == Some("") {
         st.completed_indexes = None;
     }
+    if st.conditions.as_ref().is_some_and(Vec::is_empty) {
+        st.conditions = None;
+    }
     let u = st.uncounted_terminated_pods.get_or_insert_with(Default::default);
     if u.succeeded.as_ref().is_some_and(Vec::is_empty) {
         u.succeeded = None;

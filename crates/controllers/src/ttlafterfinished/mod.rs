@@ -94,9 +94,11 @@ fn error_policy(job: Arc<Job>, err: &Error, _: Arc<Context>) -> Action {
 /// Runs the TTL-after-finished controller over Jobs.
 pub async fn run(ctx: Arc<Context>) {
     let jobs = ctx.informers.get::<Job>();
-    if jobs.store.wait_until_ready().await.is_err() {
+    if !crate::job::wait_synced(&jobs.store).await {
+        tracing::warn!("ttl-after-finished controller: caches never synced");
         return;
     }
+    tracing::info!("ttl-after-finished controller started");
     Controller::for_shared_stream(jobs.changes(), jobs.store.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
