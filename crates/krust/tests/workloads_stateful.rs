@@ -223,6 +223,80 @@ fn statefulset_rolling_update_replaces_members_from_the_highest_ordinal() {
     assert_eq!(jsonpath(&c, &["sts", "web"], "{.status.updatedReplicas}"), "3");
 }
 
+/// `kubectl get pods -w` for the set's pods, one `EVENT NAME PHASE READY` line per
+/// change; stopped (by PID) when dropped.
+struct PodWatch {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl PodWatch {
+    fn start(c: &Cluster, selector: &str) -> Self {
+        let out = c.path().join(format!("watch-{}.txt", selector.replace(['=', ','], "-")));
+        let file = std::fs::File::create(&out).expect("watch output");
+        let child = Command::new(common::KUBECTL)
+            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events", "--no-headers", "-o"])
+            .arg("custom-columns=EV:.type,NAME:.object.metadata.name,PHASE:.object.status.phase,READY:.object.status.conditions[?(@.type==\"Ready\")].status")
+            .env("KUBECONFIG", &c.kubeconfig)
+            .env("HOME", c.path())
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kubectl watch");
+        // Let the watch establish before anything it should see happens.
+        std::thread::sleep(Duration::from_secs(2));
+        PodWatch { child, out }
+    }
+
+    fn lines(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn statefulset_on_simulated_nodes_comes_up_in_order_and_rolls_back() {
+    let c = Cluster::start_with(&["--sim-nodes", "2"]);
+    assert!(c.eventually(WAIT, || c.kubectl(&["get", "node", "sim-1"]).status.success()));
+    let watch = PodWatch::start(&c, "app=web");
+    c.ok_stdin(&["apply", "-f", "-"], WEB);
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    let lines = watch.lines();
+    let first = |pred: &dyn Fn(&Vec<String>) -> bool| lines.iter().position(|l| pred(l));
+    for i in 0..2 {
+        let ready = first(&|l: &Vec<String>| {
+            l.len() >= 4 && l[1] == format!("web-{i}") && l[2] == "Running" && l[3] == "True"
+        });
+        let next = first(&|l: &Vec<String>| l[0] == "ADDED" && l[1] == format!("web-{}", i + 1));
+        let (Some(ready), Some(next)) = (ready, next) else { panic!("incomplete watch: {lines:?}") };
+        assert!(ready < next, "web-{} was created before web-{i} was ready: {lines:?}", i + 1);
+    }
+    for i in 0..3 {
+        assert_eq!(jsonpath(&c, &["pvc", &format!("data-web-{i}")], "{.status.phase}"), "Bound");
+    }
+
+    c.ok(&["set", "image", "statefulset/web", "nginx=nginx:1.27"]);
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    assert_eq!(jsonpath(&c, &["pod", "web-0"], "{.spec.containers[0].image}"), "nginx:1.27");
+    c.ok(&["rollout", "undo", "statefulset/web"]);
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    assert_eq!(jsonpath(&c, &["pod", "web-0"], "{.spec.containers[0].image}"), "nginx:1.25");
+    // The rolled-back revision was renumbered to be the newest.
+    let history = c.ok(&["rollout", "history", "statefulset/web"]);
+    let numbers: Vec<&str> = history.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(numbers, ["2", "3"], "{history}");
+}
+
 const AGENT: &str = r#"
 apiVersion: apps/v1
 kind: DaemonSet
