@@ -131,7 +131,7 @@ pub async fn claim_replica_sets(d: &Deployment, shared: &Shared) -> Result<Vec<R
         .into_iter()
         .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
         .collect();
-    let matches = |rs: &ReplicaSet| selector.matches(&rs.metadata.labels.clone().unwrap_or_default());
+    let matches = |rs: &ReplicaSet| crate::runtime::labels_match(&selector, &rs.metadata.labels);
     let mut claimed = Vec::new();
     let mut errors = Vec::new();
     let mut can_adopt: Option<std::result::Result<(), String>> = None;
@@ -217,7 +217,7 @@ pub fn pod_map(
         rs_list.iter().filter_map(|rs| rs.metadata.uid.clone()).map(|u| (u, Vec::new())).collect();
     for pod in ctx.informers.get::<Pod>().store.state() {
         if pod.namespace().as_deref() != Some(ns.as_str())
-            || !selector.matches(&pod.metadata.labels.clone().unwrap_or_default())
+            || !crate::runtime::labels_match(&selector, &pod.metadata.labels)
         {
             continue;
         }
@@ -688,6 +688,34 @@ mod tests {
         assert_eq!(patch.path, format!("/apis/apps/v1/namespaces/ns/replicasets/{}", rs_name("nginx:1")));
         assert_eq!(patch.body["metadata"]["ownerReferences"][0]["uid"], "d-uid");
         assert_eq!(patch.body["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+
+    #[tokio::test]
+    async fn the_deprecated_rollback_annotation_rolls_back_to_the_previous_revision() {
+        let fake = Fake::new();
+        let mut d = deployment(3, "nginx:2", rolling(json!("25%"), json!("25%")));
+        d["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "2",
+            "deprecated.deployment.rollback.to": "0"});
+        let old = replica_set("nginx:1", 0, 0, 1, 0);
+        let current = replica_set("nginx:2", 3, 3, 2, 100);
+        sync(&fake, d, vec![old, current]).await.unwrap();
+        let put = fake
+            .writes()
+            .into_iter()
+            .find(|c| c.path == "/apis/apps/v1/namespaces/ns/deployments/web")
+            .unwrap();
+        assert_eq!(put.method, "PUT");
+        assert_eq!(put.body["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1");
+        assert!(put.body["spec"]["template"]["metadata"]["labels"].get("pod-template-hash").is_none());
+        assert!(put.body["metadata"]["annotations"].get("deprecated.deployment.rollback.to").is_none());
+        assert_eq!(
+            fake.events(),
+            vec![(
+                "Normal".into(),
+                "DeploymentRollback".into(),
+                "Rolled back deployment \"web\" to revision 1".into()
+            )]
+        );
     }
 
     #[tokio::test]
