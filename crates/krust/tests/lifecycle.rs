@@ -321,3 +321,45 @@ fn endpoints_and_endpoint_slices_follow_pod_readiness() {
     assert!(c.eventually(WAIT, || gone(&c, &["endpoints", "web"])), "the endpoints go with the service");
     assert!(c.eventually(WAIT, || slices().trim().is_empty()), "the slices are collected with their owner");
 }
+
+#[test]
+fn a_deployment_on_simulated_nodes_gets_endpoints_and_takes_its_pods_along_when_deleted() {
+    let c = Cluster::start_with(&["--sim-nodes", "2"]);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3", "--port=80"]);
+    c.ok(&["expose", "deployment", "web", "--port=80"]);
+    let addresses = || {
+        c.ok(&["get", "endpoints", "web", "-o", "jsonpath={range .subsets[*].addresses[*]}{.ip} {end}"])
+            .split_whitespace()
+            .count()
+    };
+    assert!(c.eventually(WAIT, || addresses() == 3), "{}", c.ok(&["get", "endpoints", "web", "-o", "yaml"]));
+    let ready = "jsonpath={range .items[*].endpoints[*]}{.conditions.ready} {end}";
+    let slice = || c.ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", ready]);
+    assert!(c.eventually(WAIT, || slice().trim() == "true true true"), "{}", slice());
+    // Deployment -> ReplicaSet -> Pods, all collected.
+    c.ok(&["delete", "deployment", "web"]);
+    let pods = || c.ok(&["get", "pods", "-o", "name"]);
+    assert!(c.eventually(WAIT, || pods().trim().is_empty()
+        && c.ok(&["get", "rs", "-o", "name"]).trim().is_empty()));
+    assert!(c.eventually(WAIT, || addresses() == 0));
+}
+
+#[test]
+fn pods_of_a_deleted_node_are_failed_and_removed_by_pod_gc() {
+    let c = Cluster::start_with(&["--sim-nodes", "2"]);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]);
+    let on = |node: &str| {
+        c.ok(&["get", "pods", "--field-selector", &format!("spec.nodeName={node}"), "-o", "name"])
+            .lines()
+            .count()
+    };
+    assert!(c.eventually(WAIT, || on("sim-0") + on("sim-1") == 4 && on("sim-1") > 0));
+    c.ok(&["delete", "node", "sim-1"]);
+    // 40s of quarantine, then the next 20s pass of the collector.
+    assert!(
+        c.eventually(Duration::from_secs(120), || on("sim-1") == 0),
+        "{}",
+        c.ok(&["get", "pods", "-o", "wide"])
+    );
+    assert!(c.eventually(WAIT, || on("sim-0") == 4), "the ReplicaSet replaces them on the remaining node");
+}

@@ -300,13 +300,10 @@ pub async fn run(ctx: Arc<Context>) {
         async {}
     });
     let startup = async {
-        let ready = futures::future::join3(
-            services.store.wait_until_ready(),
-            pods.store.wait_until_ready(),
-            endpoints.store.wait_until_ready(),
-        )
-        .await;
-        if ready.0.is_err() || ready.1.is_err() || ready.2.is_err() {
+        if !util::wait_for_cache(&services.store).await
+            || !util::wait_for_cache(&pods.store).await
+            || !util::wait_for_cache(&endpoints.store).await
+        {
             return;
         }
         // Every service once, and every Endpoints object in case its service is gone.

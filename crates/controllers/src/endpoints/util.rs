@@ -206,6 +206,23 @@ impl TriggerTimeTracker {
     }
 }
 
+/// Waits until the cache has been filled once; false if it never will be (its watch ended).
+/// Polls rather than awaiting `Store::wait_until_ready`, whose readiness wakes only the
+/// last of several tasks waiting on the same shared store.
+pub async fn wait_for_cache<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use futures::FutureExt;
+    loop {
+        match store.wait_until_ready().now_or_never() {
+            Some(r) => return r.is_ok(),
+            None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// RFC 3339 with nanoseconds, trailing zeros trimmed (Go's `time.RFC3339Nano`), in UTC.
 pub fn format_time(t: jiff::Timestamp) -> String {
     t.to_string()

@@ -250,14 +250,11 @@ pub async fn run(ctx: Arc<Context>) {
         async {}
     });
     let startup = async {
-        let ready = futures::future::join4(
-            services.store.wait_until_ready(),
-            pods.store.wait_until_ready(),
-            slices.store.wait_until_ready(),
-            nodes.store.wait_until_ready(),
-        )
-        .await;
-        if ready.0.is_err() || ready.1.is_err() || ready.2.is_err() || ready.3.is_err() {
+        if !util::wait_for_cache(&services.store).await
+            || !util::wait_for_cache(&pods.store).await
+            || !util::wait_for_cache(&slices.store).await
+            || !util::wait_for_cache(&nodes.store).await
+        {
             return;
         }
         for s in services.store.state() {

@@ -2,7 +2,9 @@
 //! deletionTimestamp is marked Terminating, emptied of every namespaced object of every
 //! resource (discovered, so custom resources too), its deletion conditions are kept up to
 //! date, and once it is empty the `kubernetes` finalizer is removed from `spec.finalizers`
-//! through the `finalize` subresource, after which the API server deletes it.
+//! through the `finalize` subresource, after which the API server deletes it. Pods going
+//! away in a terminating namespace trigger another look, so it finishes as soon as the
+//! last pod is gone rather than when the grace-period estimate runs out.
 
 pub mod conditions;
 pub mod deleter;
@@ -12,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 
 use crate::Context;
 
@@ -173,7 +176,16 @@ fn error_policy(ns: Arc<Namespace>, err: &Error, state: Arc<State>) -> Action {
 /// Runs the namespace controller.
 pub async fn run(ctx: Arc<Context>) {
     let namespaces = ctx.informers.get::<Namespace>();
+    let pods = ctx.informers.get::<Pod>();
+    let terminating = namespaces.store.clone();
     Controller::for_shared_stream(namespaces.changes(), namespaces.store.clone())
+        // A pod finishing in a terminating namespace may be the last content: look again
+        // then rather than only when the grace-period estimate runs out.
+        .watches_shared_stream(pods.changes(), move |p: Arc<Pod>| {
+            let ns = ObjectRef::<Namespace>::new(&p.namespace()?);
+            terminating.get(&ns)?.metadata.deletion_timestamp.as_ref()?;
+            Some(ns)
+        })
         .run(reconcile, error_policy, State::new(ctx))
         .for_each(|_| async {})
         .await;

@@ -24,6 +24,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::Context;
+use crate::endpoints::util::wait_for_cache;
 
 /// How often the collector looks.
 pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
@@ -132,6 +133,7 @@ impl PodGc {
         pods.sort_by_key(|p| (p.namespace(), p.name_any()));
         let nodes: HashMap<String, Arc<Node>> =
             self.ctx.informers.get::<Node>().store.state().into_iter().map(|n| (n.name_any(), n)).collect();
+        tracing::debug!(pods = pods.len(), nodes = nodes.len(), "pod GC: checking");
         if self.threshold > 0 {
             for p in terminated_to_delete(&pods, self.threshold) {
                 self.delete_pod(&p, None, "terminated").await;
@@ -164,6 +166,9 @@ impl PodGc {
             }
             due
         };
+        if !due.is_empty() {
+            tracing::debug!(nodes = ?due, "pod GC: nodes missing for the whole quarantine, checking");
+        }
         let api: Api<Node> = Api::all(self.ctx.client.clone());
         let mut deleted = HashSet::new();
         for name in due {
@@ -226,7 +231,7 @@ impl PodGc {
 pub async fn run(ctx: Arc<Context>) {
     let pods = ctx.informers.get::<Pod>();
     let nodes = ctx.informers.get::<Node>();
-    if pods.store.wait_until_ready().await.is_err() || nodes.store.wait_until_ready().await.is_err() {
+    if !wait_for_cache(&pods.store).await || !wait_for_cache(&nodes.store).await {
         return;
     }
     let gc = PodGc::new(ctx, TERMINATED_POD_THRESHOLD);
