@@ -1,13 +1,16 @@
-//! Helpers for tests that run real containers (the `testing` feature): busybox test
-//! images built with umoci and pushed with skopeo ([`images`]), a throwaway local
-//! registry ([`registry`]), checks that fail a test with a clear message when it lacks
+//! Helpers for tests (the `testing` feature): an in-memory CRI runtime for node-agent
+//! unit tests ([`fake`]); and for tests that run real containers, busybox test images
+//! built with umoci and pushed with skopeo ([`images`]), a throwaway local registry
+//! ([`registry`]), checks that fail a test with a clear message when it lacks
 //! root or a program, and guards that put back the host state a test changes.
 
+pub mod fake;
 pub mod images;
 pub mod registry;
 
 use std::path::Path;
 
+pub use fake::FakeRuntime;
 pub use images::BusyboxImage;
 pub use registry::Registry;
 
