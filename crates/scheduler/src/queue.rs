@@ -166,6 +166,8 @@ pub struct Queue {
     generation: u64,
     /// Events seen while pods are in flight, with their sequence numbers.
     in_flight_events: VecDeque<(u64, ClusterEvent)>,
+    /// Pods in a scheduling cycle, with the event sequence when they were popped.
+    in_flight: HashMap<String, u64>,
     event_seq: u64,
 }
 
@@ -318,6 +320,9 @@ impl Queue {
     pub fn delete(&mut self, key: &str) {
         self.entries.remove(key);
         self.unschedulable.remove(key);
+        if self.in_flight.remove(key).is_some() {
+            self.trim_events();
+        }
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -333,17 +338,13 @@ impl Queue {
             }
             e.loc = Location::InFlight;
             e.popped_at = self.event_seq;
+            self.in_flight.insert(item.key.clone(), self.event_seq);
             e.updated_in_flight = false;
             e.qp.attempts += 1;
             e.qp.initial_attempt.get_or_insert(now);
             return Some(e.qp.clone());
         }
         None
-    }
-
-    /// Whether any pod is active.
-    pub fn has_active(&self) -> bool {
-        self.entries.values().any(|e| e.loc == Location::Active)
     }
 
     /// The pod was assumed; its binding is in flight.
@@ -399,7 +400,8 @@ impl Queue {
     }
 
     fn trim_events(&mut self) {
-        let oldest = self.entries.values().filter(|e| e.loc == Location::InFlight).map(|e| e.popped_at).min();
+        self.in_flight.retain(|k, _| self.entries.get(k).is_some_and(|e| e.loc == Location::InFlight));
+        let oldest = self.in_flight.values().copied().min();
         match oldest {
             None => self.in_flight_events.clear(),
             Some(o) => {
@@ -422,7 +424,7 @@ impl Queue {
             })
             .cloned()
             .collect();
-        if self.entries.values().any(|e| e.loc == Location::InFlight) {
+        if !self.in_flight.is_empty() {
             self.in_flight_events.push_back((self.event_seq, ev));
         }
         let mut activated = false;

@@ -46,6 +46,78 @@ struct State {
     rng: StdRng,
 }
 
+/// How long an identical FailedScheduling event is not repeated.
+const EVENT_DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Remembers the last FailedScheduling message per pod, so that retries of a pod that keeps
+/// failing the same way do not write a new Event each time (upstream's recorder aggregates
+/// them into one).
+#[derive(Default)]
+struct EventDedup(Mutex<std::collections::HashMap<String, (String, Instant)>>);
+
+impl EventDedup {
+    fn first_time(&self, pod_uid: &str, message: &str) -> bool {
+        let now = Instant::now();
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((msg, at)) = m.get(pod_uid) {
+            if msg == message && now.duration_since(*at) < EVENT_DEDUP_WINDOW {
+                return false;
+            }
+        }
+        if m.len() > 50_000 {
+            m.retain(|_, (_, at)| now.duration_since(*at) < EVENT_DEDUP_WINDOW);
+        }
+        m.insert(pod_uid.to_string(), (message.to_string(), now));
+        true
+    }
+}
+
+/// How many event writes may be in flight; bindings get the rest of the API's attention.
+const EVENT_WRITERS: usize = 4;
+/// Events beyond this many waiting are dropped (as upstream's broadcaster drops them when
+/// its channel is full) rather than piling up without bound.
+const MAX_PENDING_EVENTS: usize = 20_000;
+
+/// Writes events in the background with few writers, so that during a burst bindings are
+/// not slowed by the events about them; the events catch up afterwards.
+#[derive(Clone)]
+struct EventSink {
+    recorder: Recorder,
+    writers: Arc<Semaphore>,
+    pending: Arc<AtomicUsize>,
+    inflight: Arc<Inflight>,
+}
+
+impl EventSink {
+    fn emit(&self, pod: &Pod, type_: EventType, reason: &'static str, message: &str) {
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_EVENTS {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(reason, "too many pending events, dropping one");
+            return;
+        }
+        let reference = controllers::runtime::events::reference(pod);
+        let message = message.to_string();
+        let me = self.clone();
+        spawn_tracked(&self.inflight, async move {
+            if let Ok(_permit) = me.writers.acquire().await {
+                me.recorder.record(&reference, type_, reason, &message).await;
+            }
+            me.pending.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn spawn_tracked<F: std::future::Future<Output = ()> + Send + 'static>(inflight: &Arc<Inflight>, fut: F) {
+    let inflight = inflight.clone();
+    inflight.n.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        fut.await;
+        if inflight.n.fetch_sub(1, Ordering::SeqCst) == 1 {
+            inflight.idle.notify_waiters();
+        }
+    });
+}
+
 /// Counts spawned API work so tests (and shutdown) can wait for it.
 #[derive(Default)]
 struct Inflight {
@@ -83,10 +155,11 @@ pub struct Scheduler {
     state: Arc<Mutex<State>>,
     queue: Arc<SchedulingQueue>,
     informers: Informers,
-    recorder: Recorder,
+    events: EventSink,
     algorithm: Algorithm,
     binds: Arc<Semaphore>,
     inflight: Arc<Inflight>,
+    dedup: Arc<EventDedup>,
 }
 
 fn truncate(msg: &str) -> String {
@@ -115,9 +188,15 @@ impl Scheduler {
     /// A scheduler over `client`; `informers` provides Services, controllers, budgets and
     /// namespaces (pods and nodes are watched by the scheduler itself).
     pub fn new(client: Client, informers: Informers, options: Options) -> Arc<Self> {
+        let inflight = Arc::new(Inflight::default());
         Arc::new(Self {
             stats: Arc::new(Stats::default()),
-            recorder: Recorder::new(client.clone(), &options.scheduler_name),
+            events: EventSink {
+                recorder: Recorder::new(client.clone(), &options.scheduler_name),
+                writers: Arc::new(Semaphore::new(EVENT_WRITERS)),
+                pending: Arc::new(AtomicUsize::new(0)),
+                inflight: inflight.clone(),
+            },
             algorithm: Algorithm { percentage_of_nodes_to_score: options.percentage_of_nodes_to_score },
             binds: Arc::new(Semaphore::new(options.parallel_binds.max(1))),
             client,
@@ -129,7 +208,8 @@ impl Scheduler {
             })),
             queue: Arc::new(SchedulingQueue::new()),
             informers,
-            inflight: Arc::new(Inflight::default()),
+            inflight,
+            dedup: Arc::new(EventDedup::default()),
         })
     }
 
@@ -146,6 +226,7 @@ impl Scheduler {
     pub fn on_pod(&self, pod: Arc<Pod>) {
         let info = Arc::new(PodInfo::new(pod));
         let key = info.key.clone();
+        tracing::trace!(pod = %key, node = info.node_name(), "pod event");
         let now = Instant::now();
         if !info.node_name().is_empty() {
             self.queue.with(|q| q.delete(&key));
@@ -442,7 +523,6 @@ impl Scheduler {
             return;
         }
         let cluster = Arc::new(self.cluster_info(&info));
-        let pdbs = self.pdbs();
         let now = Instant::now();
         let mut st = self.lock();
         if st.cache.contains_pod(&key) {
@@ -452,7 +532,15 @@ impl Scheduler {
         }
         let state = CycleState::new(info.clone(), cluster, st.cache.nodes());
         let State { cache, next_start, rng } = &mut *st;
-        match self.algorithm.schedule(cache, &state, next_start, rng) {
+        let result = self.algorithm.schedule(cache, &state, next_start, rng);
+        match &result {
+            Ok(r) => tracing::debug!(pod = %key, node = %r.node, "scheduling cycle: fits"),
+            Err(ScheduleError::Fit(e)) => {
+                tracing::debug!(pod = %key, reason = %e, "scheduling cycle: fits nowhere")
+            }
+            Err(ScheduleError::NoNodes) => tracing::debug!(pod = %key, "scheduling cycle: no nodes"),
+        }
+        match result {
             Ok(r) => {
                 cache.assume(info.clone(), &r.node);
                 drop(st);
@@ -475,6 +563,7 @@ impl Scheduler {
                 );
             }
             Err(ScheduleError::Fit(mut e)) => {
+                let pdbs = self.pdbs();
                 let outcome =
                     preemption::preempt(cache, &state, &e.diagnosis, &pdbs, jiff::Timestamp::now(), rng);
                 e.diagnosis.post_filter_msg = outcome.message();
@@ -513,14 +602,7 @@ impl Scheduler {
     }
 
     fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, fut: F) {
-        let inflight = self.inflight.clone();
-        inflight.n.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            fut.await;
-            if inflight.n.fetch_sub(1, Ordering::SeqCst) == 1 {
-                inflight.idle.notify_waiters();
-            }
-        });
+        spawn_tracked(&self.inflight, fut);
     }
 
     /// Waits until every spawned binding, status update and eviction has finished.
@@ -536,7 +618,7 @@ impl Scheduler {
 
     fn spawn_bind(&self, info: Arc<PodInfo>, node: String) {
         let client = self.client.clone();
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
         let binds = self.binds.clone();
         let queue = self.queue.clone();
         let state = self.state.clone();
@@ -565,7 +647,7 @@ impl Scheduler {
                     stats.scheduled.fetch_add(1, Ordering::Relaxed);
                     queue.with(|q| q.done(&info.key));
                     let msg = format!("Successfully assigned {} to {}", info.key, node);
-                    recorder.publish(&*info.pod, EventType::Normal, "Scheduled", &msg).await;
+                    events.emit(&info.pod, EventType::Normal, "Scheduled", &msg);
                 }
                 Err(e) => {
                     stats.bind_errors.fetch_add(1, Ordering::Relaxed);
@@ -577,7 +659,7 @@ impl Scheduler {
                     tracing::info!(pod = %info.key, %node, error = %e, "binding failed");
                     queue.with(|q| q.add_backoff(&info.key, Instant::now()));
                     let msg = format!("binding rejected: running Bind plugin \"DefaultBinder\": {e}");
-                    report_failure(&client, &recorder, &info, "SchedulerError", &msg, &Nomination::Keep)
+                    report_failure(&client, &events, None, &info, "SchedulerError", &msg, &Nomination::Keep)
                         .await;
                 }
             }
@@ -594,18 +676,19 @@ impl Scheduler {
         lower: Vec<Arc<PodInfo>>,
     ) {
         let client = self.client.clone();
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
         let scheduler_name = self.options.scheduler_name.clone();
+        let dedup = self.dedup.clone();
         self.spawn(async move {
             if let Some(c) = &preempt {
                 for victim in &c.victims {
-                    evict(&client, &recorder, &scheduler_name, &info, victim, &c.node).await;
+                    evict(&client, &events, &scheduler_name, &info, victim, &c.node).await;
                 }
                 for p in &lower {
                     clear_nomination(&client, p).await;
                 }
             }
-            report_failure(&client, &recorder, &info, reason, &message, &nomination).await;
+            report_failure(&client, &events, Some(&dedup), &info, reason, &message, &nomination).await;
         });
     }
 }
@@ -630,14 +713,17 @@ fn now_time() -> Value {
 /// or the nomination changes, as upstream does).
 async fn report_failure(
     client: &Client,
-    recorder: &Recorder,
+    events: &EventSink,
+    dedup: Option<&EventDedup>,
     info: &PodInfo,
     reason: &str,
     message: &str,
     nomination: &Nomination,
 ) {
     let message = truncate(message);
-    recorder.publish(&*info.pod, EventType::Warning, "FailedScheduling", &message).await;
+    if dedup.is_none_or(|d| d.first_time(&info.uid, &message)) {
+        events.emit(&info.pod, EventType::Warning, "FailedScheduling", &message);
+    }
     let current = info
         .pod
         .status
@@ -694,7 +780,7 @@ async fn report_failure(
 /// deletes it, and records a Preempted event on it.
 async fn evict(
     client: &Client,
-    recorder: &Recorder,
+    events: &EventSink,
     scheduler_name: &str,
     preemptor: &PodInfo,
     victim: &PodInfo,
@@ -741,7 +827,7 @@ async fn evict(
         }
     }
     let msg = format!("Preempted by pod {} on node {}", preemptor.uid, node);
-    recorder.publish(&*victim.pod, EventType::Normal, "Preempted", &msg).await;
+    events.emit(&victim.pod, EventType::Normal, "Preempted", &msg);
 }
 
 /// Clears the nomination of a lower-priority pod that can no longer count on the node.
@@ -872,7 +958,7 @@ mod tests {
         s.schedule_next();
         s.settle().await;
         let writes = calls.writes();
-        assert_eq!(events(&writes).len(), 1, "the event is recorded on every attempt");
+        assert_eq!(events(&writes).len(), 1);
         assert!(!writes.iter().any(|c| c.path.contains("/status")));
     }
 

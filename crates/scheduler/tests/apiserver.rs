@@ -22,6 +22,10 @@ async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> Res
 }
 
 fn start(client: &kube::Client) -> tokio::task::JoinHandle<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let informers = controllers::Informers::new(client.clone());
     let s = scheduler::Scheduler::new(client.clone(), informers, scheduler::Options::default());
     tokio::spawn(s.run())

@@ -238,8 +238,9 @@ pub fn score(
             if c.topology_key == LABEL_HOSTNAME || !c.includes_node(pod, node) {
                 continue;
             }
-            let v = node.labels().get(&c.topology_key).map(String::as_str).unwrap_or("");
-            if let Some(slot) = counts[i].get_mut(v) {
+            // Nodes without the key form the "" domain, which is never scored.
+            let Some(v) = node.labels().get(&c.topology_key) else { continue };
+            if let Some(slot) = counts[i].get_mut(v.as_str()) {
                 *slot += count(node, c);
             }
         }

@@ -53,11 +53,19 @@ pub fn node(name: &str, cpu: &str, mem: &str, taints: Vec<Taint>) -> Node {
     }
 }
 
-/// Creates a node and makes sure its status (allocatable) is set.
+/// Creates a node as a ready kubelet would leave it: its status (allocatable) set, and
+/// only its own taints (the API server adds `node.kubernetes.io/not-ready` on creation,
+/// which the node lifecycle controller removes once the node is Ready; no such controller
+/// runs here).
 pub async fn create_node(client: &kube::Client, n: Node) {
     let api: Api<Node> = Api::all(client.clone());
     let name = n.metadata.name.clone().unwrap_or_default();
     let created = api.create(&PostParams::default(), &n).await.expect("creating a node");
+    let want = n.spec.as_ref().and_then(|s| s.taints.clone());
+    if created.spec.as_ref().and_then(|s| s.taints.clone()) != want {
+        let patch = serde_json::json!({"spec": {"taints": want}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("node taints");
+    }
     if created.status.as_ref().and_then(|s| s.allocatable.as_ref()).is_none() {
         let patch = serde_json::json!({"status": n.status});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("node status");
