@@ -27,6 +27,26 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     find_in(name, std::env::var_os("PATH").as_deref())
 }
 
+/// A `PATH` for a daemon child: the directories of `programs` first (so the shim and
+/// runc installed beside containerd are found), then this process's `PATH`, then the
+/// standard system directories; without repeats. A caller with a minimal `PATH` still
+/// gets a containerd that finds runc, its shim, and the tools CNI plugins run.
+pub(crate) fn child_path(programs: &[&Path]) -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let inherited = std::env::var_os("PATH");
+    let candidates = programs
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .chain(inherited.iter().flat_map(std::env::split_paths))
+        .chain(FALLBACK_DIRS.iter().map(PathBuf::from));
+    for dir in candidates {
+        if !dir.as_os_str().is_empty() && !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or_else(|_| FALLBACK_DIRS.join(":").into())
+}
+
 pub(crate) fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -139,6 +159,17 @@ mod tests {
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
         let found = find_in("sh", Some(dir.path().as_os_str()));
         assert_eq!(found.as_deref(), Some(tool.as_path()));
+    }
+
+    #[test]
+    fn a_child_path_puts_the_programs_directories_first_and_keeps_the_system_ones() {
+        let path = child_path(&[Path::new("/opt/krust/bin/containerd"), Path::new("/usr/sbin/runc")]);
+        let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        assert_eq!(dirs[0], Path::new("/opt/krust/bin"));
+        assert_eq!(dirs[1], Path::new("/usr/sbin"));
+        for dir in FALLBACK_DIRS {
+            assert_eq!(dirs.iter().filter(|d| d == &Path::new(dir)).count(), 1, "{dir}");
+        }
     }
 
     #[test]

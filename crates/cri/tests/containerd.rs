@@ -1,7 +1,8 @@
 //! Root tests against a real containerd started by the supervisor: the pause image
 //! built here, a busybox image pulled over plain HTTP from a local registry, a pod with
 //! one container, exec, logs, and teardown. Each test removes every pod it made, stops
-//! containerd by PID, deletes the bridge it created and puts `ip_forward` back.
+//! containerd by PID, deletes the bridge it created, puts `ip_forward` back, and removes
+//! the host directories containerd created outside its data directory.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use cri::api::{
 };
 use cri::containerd::Options;
 use cri::image::PAUSE_IMAGE;
-use cri::testing::{self, BusyboxImage, IpForwardGuard, LinkGuard, Registry};
+use cri::testing::{self, BusyboxImage, HostDirsGuard, IpForwardGuard, LinkGuard, Registry};
 use cri::{Client, Containerd, Error, Images, Runtime};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +53,7 @@ fn options(bridge: &str, third_octet: u8) -> Options {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_runs_a_busybox_container_as_root() {
     require_everything();
+    let _host_dirs = HostDirsGuard::save();
     let _ip_forward = IpForwardGuard::save();
     let bridge = "krusttest0";
     let _link = LinkGuard::new(bridge);
@@ -236,6 +238,7 @@ async fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_that_exits_at_start_is_reported_with_its_log_as_root() {
     require_everything();
+    let _host_dirs = HostDirsGuard::save();
     let _ip_forward = IpForwardGuard::save();
     let bridge = "krusttest1";
     let _link = LinkGuard::new(bridge);

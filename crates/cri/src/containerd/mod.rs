@@ -222,7 +222,7 @@ impl Containerd {
             Some(path) => path.clone(),
             None => find_containerd()?,
         };
-        find_runc()?;
+        let runc = find_runc()?;
         let ctr = find_ctr(&binary)?;
         check_cni_plugins(&opts.cni_bin_dir)?;
 
@@ -269,6 +269,7 @@ impl Containerd {
         let child = std::process::Command::new(&binary)
             .arg("--config")
             .arg(&layout.config)
+            .env("PATH", process::child_path(&[&binary, &runc]))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -92,6 +92,54 @@ impl Drop for IpForwardGuard {
     }
 }
 
+/// The directories containerd 1.6 and the CNI plugins create outside a supervised
+/// instance's data directory, deepest first.
+pub const HOST_DIRS: &[&str] = &[
+    "/run/containerd/s",
+    "/run/containerd/fifo",
+    "/run/containerd/runc/k8s.io",
+    "/run/containerd/runc",
+    "/run/containerd",
+    "/var/lib/cni/results",
+    "/var/lib/cni",
+];
+
+/// Removes, once the last live guard of this process is dropped, those of
+/// [`HOST_DIRS`] that did not exist before the first guard was made and are empty by
+/// then (a directory something still uses is left alone).
+#[derive(Debug)]
+pub struct HostDirsGuard(());
+
+/// Live guards and which of [`HOST_DIRS`] were absent before the first of them.
+static HOST_DIRS_ABSENT: std::sync::Mutex<(usize, Vec<&'static str>)> =
+    std::sync::Mutex::new((0, Vec::new()));
+
+impl HostDirsGuard {
+    /// Remembers which of [`HOST_DIRS`] are absent now, unless another live guard did.
+    pub fn save() -> Self {
+        let mut state = HOST_DIRS_ABSENT.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 == 0 {
+            state.1 = HOST_DIRS.iter().copied().filter(|d| !Path::new(d).exists()).collect();
+        }
+        state.0 += 1;
+        Self(())
+    }
+}
+
+impl Drop for HostDirsGuard {
+    fn drop(&mut self) {
+        let mut state = HOST_DIRS_ABSENT.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= 1;
+        if state.0 > 0 {
+            return;
+        }
+        for dir in std::mem::take(&mut state.1) {
+            // Fails, harmlessly, on a directory that is not empty.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Deletes a network link on drop if it did not exist when the guard was made (the
 /// bridge a test's CNI network creates).
 #[derive(Debug)]
