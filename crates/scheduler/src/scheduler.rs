@@ -59,10 +59,11 @@ impl EventDedup {
     fn first_time(&self, pod_uid: &str, message: &str) -> bool {
         let now = Instant::now();
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((msg, at)) = m.get(pod_uid) {
-            if msg == message && now.duration_since(*at) < EVENT_DEDUP_WINDOW {
-                return false;
-            }
+        if let Some((msg, at)) = m.get(pod_uid)
+            && msg == message
+            && now.duration_since(*at) < EVENT_DEDUP_WINDOW
+        {
+            return false;
         }
         if m.len() > 50_000 {
             m.retain(|_, (_, at)| now.duration_since(*at) < EVENT_DEDUP_WINDOW);
