@@ -50,6 +50,15 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     pub revision: Revision,
+    /// `object` as JSON, serialized once for every watcher that needs it as stored.
+    pub json: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    /// The object serialized as JSON (computed once, shared by all watchers).
+    pub fn object_json(&self) -> &bytes::Bytes {
+        self.json.get_or_init(|| bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
+    }
 }
 
 /// What a watch starts with: events to replay, then a live receiver.
@@ -118,7 +127,7 @@ impl ResourceCache {
                 let obj = Arc::new(obj);
                 let prev = st.objects.insert(kv.key.clone(), obj.clone());
                 let type_ = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                WatchEvent { type_, key: kv.key.clone(), object: obj, prev, revision: rev }
+                WatchEvent { type_, key: kv.key.clone(), object: obj, prev, revision: rev, json: Default::default() }
             }
             store::Event::Delete { prev, revision } => {
                 let old = st.objects.remove(&prev.key);
@@ -129,6 +138,7 @@ impl ResourceCache {
                     object: Arc::new(obj),
                     prev: old,
                     revision: *revision,
+                    json: Default::default(),
                 }
             }
         };
@@ -193,6 +203,7 @@ impl ResourceCache {
                         object: v.clone(),
                         prev: None,
                         revision: crate::meta::resource_version(v).parse().unwrap_or(0),
+                        json: Default::default(),
                     })
                 })
                 .collect(),

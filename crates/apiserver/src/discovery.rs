@@ -66,6 +66,17 @@ fn aggregated(headers: &HeaderMap) -> Option<&'static str> {
     None
 }
 
+/// The group/version of a subresource's kind when it lives in another group than its
+/// parent (kubectl drain looks for `policy/v1` Eviction, autoscale for `autoscaling/v1`).
+fn subresource_group_version(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "Eviction" => Some(("policy", "v1")),
+        "Scale" => Some(("autoscaling", "v1")),
+        "TokenRequest" => Some(("authentication.k8s.io", "v1")),
+        _ => None,
+    }
+}
+
 fn resource_entries(r: &Resource) -> Vec<Value> {
     let mut main = json!({
         "name": r.plural,
@@ -94,10 +105,13 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
         );
     }
     for (sub, kind, verbs) in &r.extra_subresources {
-        out.push(
-            json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
-            "kind": kind, "verbs": verbs}),
-        );
+        let mut e = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
+            "kind": kind, "verbs": verbs});
+        if let Some((g, v)) = subresource_group_version(kind) {
+            e["group"] = json!(g);
+            e["version"] = json!(v);
+        }
+        out.push(e);
     }
     out
 }
@@ -126,7 +140,11 @@ fn aggregated_resource(r: &Resource) -> Value {
             "verbs": ["get", "patch", "update"]}));
     }
     for (sub, kind, verbs) in &r.extra_subresources {
-        let (g, v) = if *kind == r.kind { (r.group.as_str(), r.version.as_str()) } else { ("", "v1") };
+        let (g, v) = if *kind == r.kind {
+            (r.group.as_str(), r.version.as_str())
+        } else {
+            subresource_group_version(kind).unwrap_or(("", "v1"))
+        };
         subs.push(json!({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": kind}, "verbs": verbs}));
     }
     if !subs.is_empty() {

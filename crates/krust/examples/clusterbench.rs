@@ -81,6 +81,8 @@ async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Resu
         watcher(pods.clone(), watcher::Config::default().labels("app=big")).applied_objects().boxed();
     let start = Instant::now();
     Api::<Deployment>::namespaced(client.clone(), "default").create(&PostParams::default(), &deploy).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut all_created = None;
     let mut scheduled = std::collections::HashSet::new();
     let mut running = std::collections::HashSet::new();
     let mut first_scheduled: Option<Duration> = None;
@@ -100,6 +102,10 @@ async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Resu
         };
         let p = ev?;
         let name = p.metadata.name.clone().unwrap_or_default();
+        seen.insert(name.clone());
+        if seen.len() as i32 >= replicas && all_created.is_none() {
+            all_created = Some(start.elapsed());
+        }
         if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
             if first_scheduled.is_none() {
                 first_scheduled = Some(start.elapsed());
@@ -121,6 +127,9 @@ async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Resu
         "## {nodes} simulated nodes (registered in {:.1}s), Deployment of {replicas} replicas",
         registered.as_secs_f64()
     );
+    if let Some(c) = all_created {
+        println!("all pods created after {:.2}s", c.as_secs_f64());
+    }
     if let (Some(first), Some(all)) = (first_scheduled, all_scheduled) {
         let window = all.saturating_sub(first).as_secs_f64().max(0.001);
         println!(

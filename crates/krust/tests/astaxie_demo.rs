@@ -101,8 +101,6 @@ fn the_astaxie_demo_invites_accepts_follows_the_spec_and_says_farewell() {
 }
 
 #[test]
-#[ignore = "waits for the apiserver: a JSON patch `test` of an absent member against null must succeed, \
-            as in Kubernetes; kube-rs finalizer() sends one to add the first finalizer"]
 fn the_astaxie_demo_adds_its_finalizer_to_a_new_object() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = cluster_with_the_controller(&rt);

@@ -413,3 +413,36 @@ fn quotas_refuse_creates_over_their_limit() {
     let err = refused.expect("a create over the quota is refused");
     assert!(err.contains("exceeded quota: q"), "{err}");
 }
+
+#[test]
+fn describe_and_diff_show_the_object_and_its_changes() {
+    let c = Cluster::start();
+    c.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    let d = c.ok(&["describe", "deployment", "web"]);
+    for want in ["Name:                   web", "Replicas:", "StrategyType:           RollingUpdate", "nginx:1.25"] {
+        assert!(d.contains(want), "{want} missing in:\n{d}");
+    }
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 5");
+    // kubectl diff exits 1 when there are differences.
+    let out = c.kubectl_stdin(&["diff", "-f", "-"], &changed);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("-  replicas: 2") && text.contains("+  replicas: 5"), "{text}");
+    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2", "diff changes nothing");
+    let same = c.kubectl_stdin(&["diff", "-f", "-"], DEPLOYMENT);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stdout));
+}
+
+#[test]
+fn dry_run_and_field_validation_warnings_write_nothing() {
+    let c = Cluster::start();
+    let out = c.ok_stdin(&["apply", "--dry-run=server", "-f", "-"], DEPLOYMENT);
+    assert!(out.contains("(server dry run)"), "{out}");
+    let err = c.fails(&["get", "deploy", "web"]);
+    assert!(err.contains("not found"), "{err}");
+    let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata: {a: b}\nbogus: 1\n";
+    let out = c.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], unknown);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warn = String::from_utf8_lossy(&out.stderr);
+    assert!(warn.contains("unknown field \"bogus\""), "the server's Warning header reaches kubectl: {warn}");
+}

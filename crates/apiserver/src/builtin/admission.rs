@@ -22,6 +22,11 @@ pub async fn mutate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResul
             pod_admission(ctx, obj).await;
             super::quota::limit_ranger(ctx, obj).await
         }
+        "persistentvolumeclaims" if old.is_none() => default_storage_class(ctx, obj).await,
+        "nodes" if old.is_none() => {
+            taint_new_node(obj);
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
@@ -32,6 +37,50 @@ pub async fn validate(ctx: &Ctx, obj: &Value, old: Option<&Value>) -> ApiResult<
         super::quota::charge(ctx, obj).await?;
     }
     Ok(())
+}
+
+/// DefaultStorageClass: a claim that names no class gets the default one (the class
+/// annotated `storageclass.kubernetes.io/is-default-class: "true"`, newest first).
+async fn default_storage_class(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    if obj.pointer("/spec/storageClassName").is_some() {
+        return Ok(());
+    }
+    let cache = ctx.api.caches.cache("/registry/storage.k8s.io/storageclasses/").await?;
+    let (classes, _) = cache.list("/registry/storage.k8s.io/storageclasses/");
+    let mut defaults: Vec<&Value> = classes
+        .iter()
+        .map(|c| &**c)
+        .filter(|c| {
+            let a = c.pointer("/metadata/annotations");
+            let v = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_str) == Some("true");
+            v("storageclass.kubernetes.io/is-default-class") || v("storageclass.beta.kubernetes.io/is-default-class")
+        })
+        .collect();
+    defaults.sort_by(|a, b| {
+        let t = |v: &Value| v.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string();
+        t(b).cmp(&t(a)).then_with(|| meta::name(a).cmp(meta::name(b)))
+    });
+    if let Some(c) = defaults.first() {
+        obj["spec"]["storageClassName"] = json!(meta::name(c));
+    }
+    Ok(())
+}
+
+/// TaintNodesByCondition: a new node is not-ready (NoSchedule) until its status says so.
+fn taint_new_node(obj: &mut Value) {
+    let ready = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    if ready {
+        return;
+    }
+    let taints = obj["spec"].as_object_mut().map(|m| m.entry("taints").or_insert_with(|| json!([])));
+    if let Some(ts) = taints.and_then(Value::as_array_mut) {
+        if !ts.iter().any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["effect"] == "NoSchedule") {
+            ts.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
+        }
+    }
 }
 
 /// Parses `a.b.c.d/n` into (network, size).

@@ -298,6 +298,9 @@ impl Hooks<StatefulSet> for StatefulSetHooks {
     }
 }
 
+/// The annotation recording how often a DaemonSet's template changed.
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
 pub struct DaemonSetHooks;
 
 impl Hooks<DaemonSet> for DaemonSetHooks {
@@ -320,6 +323,25 @@ impl Hooks<DaemonSet> for DaemonSetHooks {
 
     fn prepare_for_create(&self, ds: &mut DaemonSet) {
         ds.status = Some(Default::default());
+        ds.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(TEMPLATE_GENERATION.into(), "1".into());
+    }
+
+    fn prepare_for_update(&self, new: &mut DaemonSet, old: &DaemonSet) {
+        // The template generation counts template changes (kubectl and the controller
+        // label daemon pods with it).
+        let old_gen: i64 = old
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TEMPLATE_GENERATION))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let changed = new.spec.as_ref().map(|s| &s.template) != old.spec.as_ref().map(|s| &s.template);
+        let value = if changed { old_gen + 1 } else { old_gen };
+        new.metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_GENERATION.into(), value.to_string());
     }
 
     fn validate(&self, ds: &DaemonSet) -> Vec<FieldError> {

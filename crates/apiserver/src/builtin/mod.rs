@@ -348,7 +348,7 @@ pub fn register_all(r: &Registry) {
     // coordination.k8s.io/v1
     add::<coordination::Lease>(r, Def::new(plain::<coordination::Lease>()));
     // discovery.k8s.io/v1
-    add::<discovery::EndpointSlice>(r, Def::new(plain::<discovery::EndpointSlice>()));
+    add::<discovery::EndpointSlice>(r, Def::new(plain::<discovery::EndpointSlice>()).generation());
     // events.k8s.io/v1: the same events as core/v1, another shape.
     let core_events = r.get("", "v1", "events").map(|r| r.storage.clone());
     let mut ev = Def::new(Arc::new(convert::EventsV1)).short(&["ev"]);

@@ -204,6 +204,72 @@ pub async fn binding(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     Ok(negotiate::encode(StatusCode::CREATED, &status, negotiate::Output::Json))
 }
 
+fn too_many_requests(pdb: &Value) -> ApiError {
+    let mut e =
+        ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.");
+    e.details = Some(json!({"causes": [{"reason": "DisruptionBudget",
+        "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
+            meta::name(pdb),
+            pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
+            pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0))}]}));
+    e.retry_after = Some(10);
+    e
+}
+
+/// Takes one disruption from a budget, atomically: refuses (429) when none is allowed or
+/// the budget's status is stale, else decrements `disruptionsAllowed` and records the pod
+/// in `disruptedPods` so concurrent evictions cannot both spend the same disruption.
+async fn charge_budget(ctx: &Ctx, pdb_name: &str, pod: &str, dry: bool) -> ApiResult<()> {
+    let key = format!("/registry/policy/poddisruptionbudgets/{}/{pdb_name}", ctx.ns());
+    for _ in 0..8 {
+        let Some(kv) = ctx.api.store.get(&key).await? else { return Ok(()) };
+        let mut pdb: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+        let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+        if observed < generation || allowed < 1 {
+            return Err(too_many_requests(&pdb));
+        }
+        if dry {
+            return Ok(());
+        }
+        pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        if !pdb["status"]["disruptedPods"].is_object() {
+            pdb["status"]["disruptedPods"] = json!({});
+        }
+        pdb["status"]["disruptedPods"][pod] = json!(meta::now_rfc3339());
+        let bytes = serde_json::to_vec(&pdb).map_err(|e| ApiError::internal(e.to_string()))?;
+        match ctx.api.store.update(&key, bytes.into(), kv.mod_revision).await {
+            Ok(_) => return Ok(()),
+            Err(store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict("policy", "poddisruptionbudgets", pdb_name, "too many concurrent evictions; try again"))
+}
+
+/// Records on the pod why it goes away (condition DisruptionTarget, reason
+/// EvictionByEvictionAPI), as Kubernetes does before an evicted pod is deleted.
+async fn mark_disruption_target(ctx: &Ctx, pod: &str) -> ApiResult<()> {
+    let key = ctx.res.key(ctx.ns(), pod);
+    for _ in 0..8 {
+        let Some(kv) = ctx.api.store.get(&key).await? else { return Ok(()) };
+        let mut p: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut conds: Vec<Value> = p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        conds.retain(|c| c["type"] != "DisruptionTarget");
+        conds.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}));
+        p["status"]["conditions"] = json!(conds);
+        let bytes = serde_json::to_vec(&p).map_err(|e| ApiError::internal(e.to_string()))?;
+        match ctx.api.store.update(&key, bytes.into(), kv.mod_revision).await {
+            Ok(_) => return Ok(()),
+            Err(store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// POST pods/<name>/eviction: deletes a pod unless a PodDisruptionBudget forbids it.
 pub async fn eviction(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let ev = if body.is_empty() { json!({}) } else { negotiate::decode_body(&ctx.headers, body)? };
@@ -211,42 +277,35 @@ pub async fn eviction(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let (pod, _) = load(ctx, &name).await?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     let terminal = phase == "Succeeded" || phase == "Failed";
+    let dry = ctx.query.dry_run()?;
     if !terminal && !meta::is_deleting(&pod) {
         let pdbs = ctx.api.caches.cache("/registry/policy/poddisruptionbudgets/").await?;
         let (all, _) = pdbs.list(&format!("/registry/policy/poddisruptionbudgets/{}/", ctx.ns()));
-        for pdb in all {
-            let sel = match pdb.pointer("/spec/selector") {
-                Some(s) => Selector::from_label_selector(s).unwrap_or_else(|_| Selector::nothing()),
-                None => Selector::nothing(),
-            };
-            if !sel.matches_object(&pod) {
-                continue;
-            }
-            let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-            let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
-            let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
-            if observed < generation || allowed < 1 {
-                let mut e = ApiError::new(
-                    429,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                );
-                e.details = Some(json!({"causes": [{"reason": "DisruptionBudget",
-                    "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
-                        meta::name(&pdb),
-                        pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
-                        pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0))}]}));
-                e.retry_after = Some(10);
-                return Err(e);
-            }
+        let matching: Vec<_> = all
+            .into_iter()
+            .filter(|pdb| match pdb.pointer("/spec/selector") {
+                Some(s) => Selector::from_label_selector(s).unwrap_or_else(|_| Selector::nothing()).matches_object(&pod),
+                None => false,
+            })
+            .collect();
+        if matching.len() > 1 {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+        if let Some(pdb) = matching.first() {
+            charge_budget(ctx, meta::name(pdb), &name, dry).await?;
         }
     }
-    let mut opts = DeleteOpts { dry: ctx.query.dry_run()?, ..Default::default() };
+    let mut opts = DeleteOpts { dry, ..Default::default() };
     if let Some(d) = ev.get("deleteOptions") {
         opts.grace = d.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.precondition_uid = d.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
         opts.precondition_rv =
             d.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+    }
+    if !dry && !terminal {
+        mark_disruption_target(ctx, &name).await?;
     }
     let pctx = ctx.for_resource(ctx.res.clone(), &name, None);
     delete_object(&pctx, &name, &opts).await?;

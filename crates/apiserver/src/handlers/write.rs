@@ -36,6 +36,24 @@ pub fn to_storage(res: &Resource, obj: &Value) -> ApiResult<Bytes> {
     serde_json::to_vec(&o).map(Bytes::from).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
 }
 
+/// Drops empty metadata lists and maps, as Kubernetes' encoding omits them (removing the
+/// last finalizer or owner reference leaves no field behind).
+fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["labels", "annotations", "finalizers", "ownerReferences", "managedFields"] {
+            let empty = match m.get(k) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                m.remove(k);
+            }
+        }
+    }
+}
+
 /// Checks `apiVersion` and `kind` of a request body against the endpoint.
 fn check_type_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
     if !obj.is_object() {
@@ -159,6 +177,7 @@ pub async fn create_object(
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
     }
     let mut obj = res.strategy.decode(obj)?;
+    drop_empty_metadata(&mut obj);
     {
         let m = metadata_mut(&mut obj);
         m.remove("deletionTimestamp");
@@ -322,6 +341,7 @@ fn prepare_update(ctx: &Ctx, new: Value, old: &Value) -> ApiResult<Value> {
         }
     };
     metadata_mut(&mut new).remove("selfLink");
+    drop_empty_metadata(&mut new);
     let mut errs = validate_object_meta(&new["metadata"], res.namespaced, res.name_rule, "metadata");
     if errs.is_empty() {
         errs.extend(res.strategy.validate_update(&new, old));
@@ -483,13 +503,24 @@ pub fn apply_patch(ctx: &Ctx, pt: PatchType, original: &Value, patch: &Value) ->
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut doc = original.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            let rejected = |e: String| {
+                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            };
+            for op in ops.0 {
+                // As Kubernetes' JSON patch, a `test` of a missing member against null
+                // succeeds (kube-rs adds a first finalizer that way).
+                if let json_patch::PatchOperation::Test(t) = &op {
+                    let ok = match doc.pointer(t.path.as_str()) {
+                        None => t.value.is_null(),
+                        Some(v) => *v == t.value,
+                    };
+                    if !ok {
+                        return Err(rejected(format!("testing value {} failed: test failed", t.path)));
+                    }
+                    continue;
+                }
+                json_patch::patch(&mut doc, std::slice::from_ref(&op)).map_err(|e| rejected(e.to_string()))?;
+            }
             Ok(doc)
         }
         PatchType::Merge => {
@@ -574,8 +605,8 @@ pub struct DeleteOpts {
 fn delete_opts(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
     let mut o = DeleteOpts { dry: ctx.query.dry_run()?, ..Default::default() };
     if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+        let v: Value = negotiate::decode_body(&ctx.headers, body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {}", e.message)))?;
         o.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
         if o.propagation.is_none() {

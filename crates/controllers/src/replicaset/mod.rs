@@ -228,7 +228,7 @@ async fn run_kind<K: Replicated>(ctx: Arc<Context>) {
     let exp = shared.expectations.clone();
     let store = owners.store.clone();
     Controller::for_shared_stream(owners.changes(), owners.store.clone())
-        .watches_shared_stream(pods.changes(), move |pod: Arc<Pod>| owners_of_pod::<K>(&pod, &store, &exp))
+        .watches_shared_stream(crate::runtime::informer::coalesce_by_owner(pods.changes(), std::time::Duration::from_millis(100)), move |pod: Arc<Pod>| owners_of_pod::<K>(&pod, &store, &exp))
         .run(reconcile::reconcile::<K>, error_policy::<K>, shared)
         .for_each(|_| async {})
         .await;

@@ -123,7 +123,7 @@ async fn claim_pods<K: Replicated>(
     let ns = rs.namespace().unwrap_or_default();
     let deleting = rs.meta().deletion_timestamp.is_some();
     let pods_api: Api<Pod> = Api::namespaced(shared.ctx.client.clone(), &ns);
-    let matches = |p: &Pod| selector.matches(&p.metadata.labels.clone().unwrap_or_default());
+    let matches = |p: &Pod| crate::runtime::labels_match(&selector, &p.metadata.labels);
     let mut claimed = Vec::new();
     let mut errors = Vec::new();
     let mut can_adopt: Option<std::result::Result<(), String>> = None;
@@ -342,7 +342,7 @@ fn related_pods<K: Replicated>(rs: &K, in_ns: &[Arc<Pod>], shared: &Shared<K>) -
         }
         let Ok(sel) = sibling.pod_selector() else { continue };
         for p in in_ns {
-            if sel.matches(&p.metadata.labels.clone().unwrap_or_default())
+            if crate::runtime::labels_match(&sel, &p.metadata.labels)
                 && seen.insert(p.metadata.uid.clone().unwrap_or_default())
             {
                 out.push(p.clone());

@@ -65,6 +65,56 @@ where
     }
 }
 
+/// Waits until `store` has its initial list. Unlike `Store::wait_until_ready`, safe when
+/// several tasks wait on one shared store (kube-runtime wakes only the last waiter).
+/// Returns false if the informer stopped before it was ready.
+pub async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(_)) => return false,
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Coalesces a change stream: within each `window`, only the last change per owner
+/// (controller ownerReference uid, else the object's own uid) passes. A controller that
+/// scans all its children on every reconcile then runs at most once per window per owner
+/// instead of once per child change, while still seeing every owner that changed.
+pub fn coalesce_by_owner<K>(
+    changes: impl Stream<Item = Arc<K>> + Send + 'static,
+    window: std::time::Duration,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    use tokio_stream::StreamExt as _;
+    let batched = changes.chunks_timeout(4096, window);
+    futures::StreamExt::flat_map(batched, |batch: Vec<Arc<K>>| {
+        let mut seen = std::collections::HashSet::new();
+        let mut kept: Vec<Arc<K>> = Vec::new();
+        for o in batch.into_iter().rev() {
+            let meta = o.meta();
+            let owner = meta
+                .owner_references
+                .as_ref()
+                .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
+                .map(|r| r.uid.clone())
+                .or_else(|| meta.uid.clone())
+                .unwrap_or_default();
+            if seen.insert(owner) {
+                kept.push(o);
+            }
+        }
+        kept.reverse();
+        futures::stream::iter(kept)
+    })
+}
+
 impl Informers {
     pub fn new(client: Client) -> Self {
         Self { client, entries: Arc::new(Mutex::new(HashMap::new())), offline: false }
@@ -130,7 +180,16 @@ impl Informers {
                             Event::InitApply(o) => {
                                 let _ = feed.send(Arc::new(o));
                             }
-                            Event::Init | Event::InitDone => {}
+                            Event::InitDone => {
+                                // kube-runtime's store readiness wakes only the last task
+                                // that waited for it; send one object again so every
+                                // controller fed by this informer looks once more and
+                                // finds the cache ready.
+                                if let Some(o) = writer.as_reader().state().into_iter().next() {
+                                    let _ = feed.send(o);
+                                }
+                            }
+                            Event::Init => {}
                         }
                     }
                     Err(e) => {

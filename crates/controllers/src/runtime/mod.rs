@@ -32,6 +32,14 @@ pub fn controller_of<K: ResourceExt>(obj: &K) -> Option<&OwnerReference> {
     obj.owner_references().iter().find(|r| r.controller == Some(true))
 }
 
+/// Whether an object's labels satisfy a selector, without copying the labels.
+pub fn labels_match(selector: &apimachinery::labels::Selector, labels: &Option<std::collections::BTreeMap<String, String>>) -> bool {
+    match labels {
+        Some(l) => selector.matches(l),
+        None => selector.matches(&std::collections::BTreeMap::new()),
+    }
+}
+
 /// `namespace/name` of an object (or `name` for cluster-scoped ones).
 pub fn key_of<K: ResourceExt>(obj: &K) -> String {
     match obj.namespace() {

@@ -45,11 +45,16 @@ pub fn fake_client() -> (kube::Client, Calls) {
             let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             recorded.0.lock().unwrap().push(Call { method: method.clone(), path, body: body.clone() });
             let (code, reply) = match method.as_str() {
-                "GET" => (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})),
+                "GET" => (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+                ),
                 "DELETE" => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
                 _ => {
                     if body.pointer("/metadata/name").is_none() {
-                        if let Some(g) = body.pointer("/metadata/generateName").and_then(Value::as_str).map(str::to_string) {
+                        if let Some(g) =
+                            body.pointer("/metadata/generateName").and_then(Value::as_str).map(str::to_string)
+                        {
                             body["metadata"]["name"] = json!(format!("{g}abcde"));
                         }
                     }

@@ -65,7 +65,10 @@ mod tests {
     use crate::{Informers, Options, SystemClock};
 
     fn ns(name: &str) -> Namespace {
-        Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
+        Namespace {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        }
     }
 
     fn ctx(client: kube::Client) -> Arc<Context> {
@@ -94,7 +97,11 @@ mod tests {
         let (client, calls) = fake_client();
         let ctx = ctx(client);
         ctx.informers.seed(vec![ServiceAccount {
-            metadata: ObjectMeta { name: Some("default".into()), namespace: Some("team".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("default".into()),
+                namespace: Some("team".into()),
+                ..Default::default()
+            },
             ..Default::default()
         }]);
         reconcile(Arc::new(ns("team")), ctx).await.unwrap();
