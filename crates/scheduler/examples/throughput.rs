@@ -1,7 +1,8 @@
 //! Measures scheduling throughput against an in-process API server: creates NODES nodes
 //! and PODS pending pods, then starts the scheduler and reports pods bound per second.
 //!
-//! `cargo run --release -p scheduler --example throughput -- [NODES] [PODS]`
+//! `cargo run --release -p scheduler --example throughput -- [NODES] [PODS]` (set
+//! `PARALLEL_BINDS` to change how many bindings may be in flight).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -49,7 +50,11 @@ async fn main() -> Result<()> {
     println!("created {pods} pods in {:?}", t.elapsed());
 
     let informers = controllers::Informers::new(client.clone());
-    let sched = scheduler::Scheduler::new(client.clone(), informers, scheduler::Options::default());
+    let mut options = scheduler::Options::default();
+    if let Some(n) = std::env::var("PARALLEL_BINDS").ok().and_then(|v| v.parse().ok()) {
+        options.parallel_binds = n;
+    }
+    let sched = scheduler::Scheduler::new(client.clone(), informers, options);
     let stats = sched.stats.clone();
     let start = Instant::now();
     let _run = tokio::spawn(sched.run());

@@ -48,7 +48,7 @@ impl Default for Options {
             identity: String::new(),
             scheduler_name: "default-scheduler".into(),
             percentage_of_nodes_to_score: 0,
-            parallel_binds: 64,
+            parallel_binds: 16,
         }
     }
 }

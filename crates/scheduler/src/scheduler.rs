@@ -73,8 +73,9 @@ impl EventDedup {
     }
 }
 
-/// How many event writes may be in flight; bindings get the rest of the API's attention.
-const EVENT_WRITERS: usize = 4;
+/// How many event writes may be in flight (upstream writes them one at a time); bindings
+/// get the rest of the API server's attention.
+const EVENT_WRITERS: usize = 1;
 /// Events beyond this many waiting are dropped (as upstream's broadcaster drops them when
 /// its channel is full) rather than piling up without bound.
 const MAX_PENDING_EVENTS: usize = 20_000;
@@ -961,6 +962,30 @@ mod tests {
         let writes = calls.writes();
         assert_eq!(events(&writes).len(), 1);
         assert!(!writes.iter().any(|c| c.path.contains("/status")));
+    }
+
+    #[tokio::test]
+    async fn a_pod_failing_the_same_way_again_records_no_new_event() {
+        let (s, calls) = scheduler();
+        s.on_node(Arc::new(node_with_resources("node-1", "1", "4Gi", "110")));
+        s.on_pod(Arc::new(pod_with_requests("web-1", "2", "")));
+        assert!(s.schedule_next());
+        s.settle().await;
+        // A new node that does not help either: the pod is retried after its backoff.
+        s.on_node(Arc::new(node_with_resources("node-2", "1", "4Gi", "110")));
+        s.queue.with(|q| q.flush_backoff(Instant::now() + std::time::Duration::from_secs(11)));
+        assert!(s.schedule_next());
+        s.settle().await;
+        let failed: Vec<_> =
+            events(&calls.writes()).into_iter().filter(|e| e.1 == "FailedScheduling").collect();
+        assert_eq!(failed.len(), 2, "the message changed (2 nodes now): {failed:?}");
+        s.on_node(Arc::new(node_with_resources("node-2", "1", "8Gi", "110")));
+        s.queue.with(|q| q.flush_unschedulable(Instant::now() + std::time::Duration::from_secs(600)));
+        s.queue.with(|q| q.flush_backoff(Instant::now() + std::time::Duration::from_secs(600)));
+        assert!(s.schedule_next());
+        s.settle().await;
+        let failed = events(&calls.writes()).into_iter().filter(|e| e.1 == "FailedScheduling").count();
+        assert_eq!(failed, 2, "same message, no new event");
     }
 
     #[tokio::test]
