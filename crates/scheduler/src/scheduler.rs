@@ -322,16 +322,20 @@ impl Scheduler {
         let rcs = self.informers.get::<ReplicationController>();
         let _ = pods_synced.wait_for(|s| *s).await;
         let _ = nodes_synced.wait_for(|s| *s).await;
-        for ready in [
-            services.store.wait_until_ready().await,
-            namespaces.store.wait_until_ready().await,
-            pdbs.store.wait_until_ready().await,
-            rss.store.wait_until_ready().await,
-            stss.store.wait_until_ready().await,
-            rcs.store.wait_until_ready().await,
-        ] {
-            if ready.is_err() {
-                tracing::warn!("an informer stopped before its cache was ready");
+        // These only refine scores and preemption: after a while, schedule without them
+        // rather than not at all (e.g. if the server does not serve one of the kinds).
+        let wait = std::time::Duration::from_secs(30);
+        let ready = [
+            ("services", tokio::time::timeout(wait, services.store.wait_until_ready()).await),
+            ("namespaces", tokio::time::timeout(wait, namespaces.store.wait_until_ready()).await),
+            ("poddisruptionbudgets", tokio::time::timeout(wait, pdbs.store.wait_until_ready()).await),
+            ("replicasets", tokio::time::timeout(wait, rss.store.wait_until_ready()).await),
+            ("statefulsets", tokio::time::timeout(wait, stss.store.wait_until_ready()).await),
+            ("replicationcontrollers", tokio::time::timeout(wait, rcs.store.wait_until_ready()).await),
+        ];
+        for (kind, r) in ready {
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::warn!(kind, "informer cache not ready; scheduling without it for now");
             }
         }
         tracing::info!(scheduler = %self.options.scheduler_name, "caches synced, scheduling");
