@@ -127,7 +127,14 @@ impl ResourceCache {
                 let obj = Arc::new(obj);
                 let prev = st.objects.insert(kv.key.clone(), obj.clone());
                 let type_ = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                WatchEvent { type_, key: kv.key.clone(), object: obj, prev, revision: rev, json: Default::default() }
+                WatchEvent {
+                    type_,
+                    key: kv.key.clone(),
+                    object: obj,
+                    prev,
+                    revision: rev,
+                    json: Default::default(),
+                }
             }
             store::Event::Delete { prev, revision } => {
                 let old = st.objects.remove(&prev.key);
@@ -144,10 +151,10 @@ impl ResourceCache {
         };
         let we = Arc::new(we);
         st.revision = rev;
-        if st.history.len() >= HISTORY {
-            if let Some(dropped) = st.history.pop_front() {
-                st.oldest = dropped.revision;
-            }
+        if st.history.len() >= HISTORY
+            && let Some(dropped) = st.history.pop_front()
+        {
+            st.oldest = dropped.revision;
         }
         st.history.push_back(we.clone());
         // Nobody listening is fine.
@@ -362,11 +369,10 @@ async fn feed(
                     match ev {
                         Some(Ok(ev)) => {
                             let r = ev.revision();
-                            if let Some(p) = prefix_of(ev.key()) {
-                                if let Some(c) = this.get_cache(p) {
+                            if let Some(p) = prefix_of(ev.key())
+                                && let Some(c) = this.get_cache(p) {
                                     c.apply(&ev);
                                 }
-                            }
                             rev = r;
                             this.global.store(rev, Ordering::SeqCst);
                             let _ = rev_tx.send(rev);

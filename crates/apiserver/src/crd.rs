@@ -238,17 +238,17 @@ fn prune_and_default(schema: &Value, v: &mut Value, root: bool) {
                 match child_schema {
                     Some(cs) => {
                         let nullable = cs.get("nullable").and_then(Value::as_bool) == Some(true);
-                        !(child.is_null() && !nullable)
+                        !child.is_null() || nullable
                     }
                     None => preserve,
                 }
             });
             if let Some(p) = props {
                 for (k, cs) in p {
-                    if !m.contains_key(k) {
-                        if let Some(d) = cs.get("default") {
-                            m.insert(k.clone(), d.clone());
-                        }
+                    if !m.contains_key(k)
+                        && let Some(d) = cs.get("default")
+                    {
+                        m.insert(k.clone(), d.clone());
                     }
                 }
             }
@@ -274,10 +274,8 @@ fn prune_and_default(schema: &Value, v: &mut Value, root: bool) {
 
 fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let shown = if path.is_empty() { "body".to_string() } else { path.to_string() };
-    if v.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) == Some(true) {
-            return;
-        }
+    if v.is_null() && schema.get("nullable").and_then(Value::as_bool) == Some(true) {
+        return;
     }
     let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
     if let Some(t) = schema.get("type").and_then(Value::as_str) {
@@ -302,16 +300,16 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
         ));
         return;
     }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(v) {
-            let allowed: Vec<String> = e.iter().map(render).collect();
-            errs.push(FieldError {
-                error_type: crate::error::ErrorType::NotSupported,
-                field: shown.clone(),
-                bad_value: Some(v.clone()),
-                detail: format!("supported values: {}", allowed.join(", ")),
-            });
-        }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        let allowed: Vec<String> = e.iter().map(render).collect();
+        errs.push(FieldError {
+            error_type: crate::error::ErrorType::NotSupported,
+            field: shown.clone(),
+            bad_value: Some(v.clone()),
+            detail: format!("supported values: {}", allowed.join(", ")),
+        });
     }
     if let Some(n) = v.as_f64() {
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
@@ -339,45 +337,44 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
     }
     if let Some(s) = v.as_str() {
         let len = s.chars().count() as u64;
-        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-            if len > max {
-                errs.push(FieldError {
-                    error_type: crate::error::ErrorType::TooLong,
-                    field: shown.clone(),
-                    bad_value: None,
-                    detail: format!("may not be more than {max} bytes"),
-                });
-            }
+        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+            && len > max
+        {
+            errs.push(FieldError {
+                error_type: crate::error::ErrorType::TooLong,
+                field: shown.clone(),
+                bad_value: None,
+                detail: format!("may not be more than {max} bytes"),
+            });
         }
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-            if len < min {
-                errs.push(FieldError::invalid(
-                    shown.clone(),
-                    v.clone(),
-                    format!("{shown} in body should be at least {min} chars long"),
-                ));
-            }
+        if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+            && len < min
+        {
+            errs.push(FieldError::invalid(
+                shown.clone(),
+                v.clone(),
+                format!("{shown} in body should be at least {min} chars long"),
+            ));
         }
-        if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
-            if let Ok(re) = regex::Regex::new(p) {
-                if !re.is_match(s) {
-                    errs.push(FieldError::invalid(
-                        shown.clone(),
-                        v.clone(),
-                        format!("{shown} in body should match '{p}'"),
-                    ));
-                }
-            }
+        if let Some(p) = schema.get("pattern").and_then(Value::as_str)
+            && let Ok(re) = regex::Regex::new(p)
+            && !re.is_match(s)
+        {
+            errs.push(FieldError::invalid(
+                shown.clone(),
+                v.clone(),
+                format!("{shown} in body should match '{p}'"),
+            ));
         }
     }
     match v {
         Value::Object(m) => {
             for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-                if let Some(k) = r.as_str() {
-                    if !m.contains_key(k) {
-                        let f = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
-                        errs.push(FieldError::required(f, ""));
-                    }
+                if let Some(k) = r.as_str()
+                    && !m.contains_key(k)
+                {
+                    let f = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+                    errs.push(FieldError::required(f, ""));
                 }
             }
             let props = schema.get("properties").and_then(Value::as_object);
@@ -391,13 +388,13 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
                     validate_value(cs, child, &f, errs);
                 }
             }
-            if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
-                if m.len() as u64 > max {
-                    errs.push(FieldError::forbidden(
-                        shown.clone(),
-                        format!("must have at most {max} properties"),
-                    ));
-                }
+            if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+                && m.len() as u64 > max
+            {
+                errs.push(FieldError::forbidden(
+                    shown.clone(),
+                    format!("must have at most {max} properties"),
+                ));
             }
         }
         Value::Array(a) => {
@@ -406,24 +403,24 @@ fn validate_value(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErr
                     validate_value(items, child, &format!("{path}[{i}]"), errs);
                 }
             }
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-                if a.len() as u64 > max {
-                    errs.push(FieldError {
-                        error_type: crate::error::ErrorType::TooLong,
-                        field: shown.clone(),
-                        bad_value: None,
-                        detail: format!("must have at most {max} items"),
-                    });
-                }
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && a.len() as u64 > max
+            {
+                errs.push(FieldError {
+                    error_type: crate::error::ErrorType::TooLong,
+                    field: shown.clone(),
+                    bad_value: None,
+                    detail: format!("must have at most {max} items"),
+                });
             }
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-                if (a.len() as u64) < min {
-                    errs.push(FieldError::invalid(
-                        shown.clone(),
-                        v.clone(),
-                        format!("{shown} in body should have at least {min} items"),
-                    ));
-                }
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && (a.len() as u64) < min
+            {
+                errs.push(FieldError::invalid(
+                    shown.clone(),
+                    v.clone(),
+                    format!("{shown} in body should have at least {min} items"),
+                ));
             }
         }
         _ => {}
@@ -460,10 +457,10 @@ impl Strategy for CustomStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        if self.status {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if self.status
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
     }
 
@@ -708,10 +705,10 @@ async fn react(api: &Api, key: &str, crd: &Value, deleted: bool) {
         return;
     }
     register(api, crd);
-    if let Some(r) = resources_of(crd).first() {
-        if let Err(e) = api.caches.cache(&r.storage.prefix).await {
-            tracing::warn!(crd = key, error = %e, "custom resource definition: starting its cache failed");
-        }
+    if let Some(r) = resources_of(crd).first()
+        && let Err(e) = api.caches.cache(&r.storage.prefix).await
+    {
+        tracing::warn!(crd = key, error = %e, "custom resource definition: starting its cache failed");
     }
     let result = if meta::is_deleting(crd) {
         if meta::finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) {

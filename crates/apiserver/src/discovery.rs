@@ -53,7 +53,7 @@ fn aggregated(headers: &HeaderMap) -> Option<&'static str> {
     let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
     for part in accept.split(',') {
         let p: Vec<&str> = part.split(';').map(str::trim).collect();
-        let has = |k: &str| p.iter().any(|x| *x == k);
+        let has = |k: &str| p.contains(&k);
         if has("g=apidiscovery.k8s.io") && has("as=APIGroupDiscoveryList") {
             if has("v=v2") {
                 return Some("v2");

@@ -130,12 +130,11 @@ pub fn server_side_apply(ctx: &Ctx, original: &Value, applied: &Value) -> ApiRes
     let mut applied = applied.clone();
     let sub = ctx.path.subresource.clone().unwrap_or_default();
     // The main resource ignores status (and the status endpoint everything but status).
-    if ctx.res.status_subresource {
-        if let Some(m) = applied.as_object_mut() {
-            if sub.is_empty() {
-                m.remove("status");
-            }
-        }
+    if ctx.res.status_subresource
+        && let Some(m) = applied.as_object_mut()
+        && sub.is_empty()
+    {
+        m.remove("status");
     }
     let manager_name = ctx.field_manager();
     let api_version = ctx.res.api_version();
@@ -167,7 +166,9 @@ pub fn server_side_apply(ctx: &Ctx, original: &Value, applied: &Value) -> ApiRes
 /// Records who changed which fields in `metadata.managedFields` for a write that is not
 /// an apply (create, update, patch), as Kubernetes' field manager does.
 pub fn managed_fields_update(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, operation: &str) {
-    if operation == "Apply" {
+    // Bindings change only where a pod runs; like Kubernetes' binding storage they do not
+    // go through the field manager.
+    if operation == "Apply" || ctx.path.subresource.as_deref() == Some("binding") {
         return;
     }
     let defs = ctx.api.openapi.definitions(&ctx.api);

@@ -45,10 +45,10 @@ fn hash_of(v: &Value) -> String {
 fn rewrite_refs(v: &mut Value, from: &str, to: &str) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get_mut("$ref") {
-                if let Some(rest) = r.strip_prefix(from) {
-                    *r = format!("{to}{rest}");
-                }
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(rest) = r.strip_prefix(from)
+            {
+                *r = format!("{to}{rest}");
             }
             m.values_mut().for_each(|x| rewrite_refs(x, from, to));
         }
@@ -61,10 +61,11 @@ fn rewrite_refs(v: &mut Value, from: &str, to: &str) {
 fn wrap_ref_siblings(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if m.get("$ref").is_some_and(Value::is_string) && m.len() > 1 {
-                if let Some(r) = m.remove("$ref") {
-                    m.insert("allOf".into(), json!([{"$ref": r}]));
-                }
+            if m.get("$ref").is_some_and(Value::is_string)
+                && m.len() > 1
+                && let Some(r) = m.remove("$ref")
+            {
+                m.insert("allOf".into(), json!([{"$ref": r}]));
             }
             m.values_mut().for_each(wrap_ref_siblings);
         }
@@ -76,10 +77,10 @@ fn wrap_ref_siblings(v: &mut Value) {
 fn collect_refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get("$ref") {
-                if let Some(name) = r.rsplit('/').next() {
-                    out.push(name.to_string());
-                }
+            if let Some(Value::String(r)) = m.get("$ref")
+                && let Some(name) = r.rsplit('/').next()
+            {
+                out.push(name.to_string());
             }
             m.values().for_each(|x| collect_refs(x, out));
         }
@@ -133,10 +134,10 @@ fn build_builtin(api: &Api) -> Map<String, Value> {
     // Types that hold arbitrary JSON (or one of several shapes) are described by their
     // description alone, as in Kubernetes' own documents, so validators accept any value.
     for (name, d) in defs.iter_mut() {
-        if let Some(m) = d.as_object_mut() {
-            if m.remove("oneOf").is_some() || name.ends_with("apiextensions.v1.JSON") {
-                m.remove("type");
-            }
+        if let Some(m) = d.as_object_mut()
+            && (m.remove("oneOf").is_some() || name.ends_with("apiextensions.v1.JSON"))
+        {
+            m.remove("type");
         }
     }
     apimachinery::openapi_ext::annotate(&mut defs);
@@ -253,10 +254,10 @@ impl Docs {
         let builtin = self.builtin.get_or_init(|| Arc::new(build_builtin(api))).clone();
         let mut defs = (*builtin).clone();
         for r in api.registry.all() {
-            if r.schema_fn.is_none() {
-                if let Some(d) = crate::crd::definition_for(&r) {
-                    defs.insert(definition_name(&r), d);
-                }
+            if r.schema_fn.is_none()
+                && let Some(d) = crate::crd::definition_for(&r)
+            {
+                defs.insert(definition_name(&r), d);
             }
         }
         // v2: one document.

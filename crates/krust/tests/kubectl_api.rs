@@ -419,7 +419,9 @@ fn describe_and_diff_show_the_object_and_its_changes() {
     let c = Cluster::start();
     c.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
     let d = c.ok(&["describe", "deployment", "web"]);
-    for want in ["Name:                   web", "Replicas:", "StrategyType:           RollingUpdate", "nginx:1.25"] {
+    for want in
+        ["Name:                   web", "Replicas:", "StrategyType:           RollingUpdate", "nginx:1.25"]
+    {
         assert!(d.contains(want), "{want} missing in:\n{d}");
     }
     let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 5");
@@ -428,7 +430,11 @@ fn describe_and_diff_show_the_object_and_its_changes() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("-  replicas: 2") && text.contains("+  replicas: 5"), "{text}");
-    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2", "diff changes nothing");
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2",
+        "diff changes nothing"
+    );
     let same = c.kubectl_stdin(&["diff", "-f", "-"], DEPLOYMENT);
     assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stdout));
 }

@@ -53,11 +53,14 @@ async fn default_storage_class(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
         .filter(|c| {
             let a = c.pointer("/metadata/annotations");
             let v = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_str) == Some("true");
-            v("storageclass.kubernetes.io/is-default-class") || v("storageclass.beta.kubernetes.io/is-default-class")
+            v("storageclass.kubernetes.io/is-default-class")
+                || v("storageclass.beta.kubernetes.io/is-default-class")
         })
         .collect();
     defaults.sort_by(|a, b| {
-        let t = |v: &Value| v.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string();
+        let t = |v: &Value| {
+            v.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string()
+        };
         t(b).cmp(&t(a)).then_with(|| meta::name(a).cmp(meta::name(b)))
     });
     if let Some(c) = defaults.first() {
@@ -76,10 +79,10 @@ fn taint_new_node(obj: &mut Value) {
         return;
     }
     let taints = obj["spec"].as_object_mut().map(|m| m.entry("taints").or_insert_with(|| json!([])));
-    if let Some(ts) = taints.and_then(Value::as_array_mut) {
-        if !ts.iter().any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["effect"] == "NoSchedule") {
-            ts.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
-        }
+    if let Some(ts) = taints.and_then(Value::as_array_mut)
+        && !ts.iter().any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["effect"] == "NoSchedule")
+    {
+        ts.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
     }
 }
 

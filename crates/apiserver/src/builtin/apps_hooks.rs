@@ -58,14 +58,15 @@ pub fn validate_selector_and_template(
         return;
     };
     let labels = t.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
-    if let Some(p) = parsed {
-        if !empty && !p.matches(&labels) {
-            errs.push(FieldError::invalid(
-                "spec.template.metadata.labels",
-                go_map(&labels),
-                "`selector` does not match template `labels`",
-            ));
-        }
+    if let Some(p) = parsed
+        && !empty
+        && !p.matches(&labels)
+    {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            go_map(&labels),
+            "`selector` does not match template `labels`",
+        ));
     }
     match &t.spec {
         Some(s) => {
@@ -80,10 +81,10 @@ pub fn validate_selector_and_template(
 }
 
 fn non_negative(field: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
-    if let Some(n) = v {
-        if n < 0 {
-            errs.push(FieldError::invalid(field, n, "must be greater than or equal to 0"));
-        }
+    if let Some(n) = v
+        && n < 0
+    {
+        errs.push(FieldError::invalid(field, n, "must be greater than or equal to 0"));
     }
 }
 
@@ -255,23 +256,15 @@ impl Hooks<StatefulSet> for StatefulSetHooks {
         let Some(s) = &ss.spec else { return vec![FieldError::required("spec", "")] };
         non_negative("spec.replicas", s.replicas, &mut errs);
         validate_selector_and_template(Some(&s.selector), Some(&s.template), &["Always"], &mut errs);
-        if let Some(p) = s.pod_management_policy.as_deref() {
-            if !matches!(p, "OrderedReady" | "Parallel") {
-                errs.push(not_supported(
-                    "spec.podManagementPolicy",
-                    &json!(p),
-                    &["OrderedReady", "Parallel"],
-                ));
-            }
+        if let Some(p) = s.pod_management_policy.as_deref()
+            && !matches!(p, "OrderedReady" | "Parallel")
+        {
+            errs.push(not_supported("spec.podManagementPolicy", &json!(p), &["OrderedReady", "Parallel"]));
         }
-        if let Some(t) = s.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) {
-            if !matches!(t, "RollingUpdate" | "OnDelete") {
-                errs.push(not_supported(
-                    "spec.updateStrategy.type",
-                    &json!(t),
-                    &["OnDelete", "RollingUpdate"],
-                ));
-            }
+        if let Some(t) = s.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
+            && !matches!(t, "RollingUpdate" | "OnDelete")
+        {
+            errs.push(not_supported("spec.updateStrategy.type", &json!(t), &["OnDelete", "RollingUpdate"]));
         }
         errs
     }
@@ -341,7 +334,10 @@ impl Hooks<DaemonSet> for DaemonSetHooks {
             .unwrap_or(1);
         let changed = new.spec.as_ref().map(|s| &s.template) != old.spec.as_ref().map(|s| &s.template);
         let value = if changed { old_gen + 1 } else { old_gen };
-        new.metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_GENERATION.into(), value.to_string());
+        new.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(TEMPLATE_GENERATION.into(), value.to_string());
     }
 
     fn validate(&self, ds: &DaemonSet) -> Vec<FieldError> {
@@ -368,15 +364,15 @@ impl Hooks<ReplicationController> for RcHooks {
         s.replicas.get_or_insert(1);
         // The selector defaults to the template's labels (and the labels to them too).
         let tlabels = s.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
-        if s.selector.as_ref().is_none_or(|m| m.is_empty()) {
-            if let Some(l) = tlabels.clone() {
-                s.selector = Some(l);
-            }
+        if s.selector.as_ref().is_none_or(|m| m.is_empty())
+            && let Some(l) = tlabels.clone()
+        {
+            s.selector = Some(l);
         }
-        if rc.metadata.labels.as_ref().is_none_or(|m| m.is_empty()) {
-            if let Some(l) = tlabels {
-                rc.metadata.labels = Some(l);
-            }
+        if rc.metadata.labels.as_ref().is_none_or(|m| m.is_empty())
+            && let Some(l) = tlabels
+        {
+            rc.metadata.labels = Some(l);
         }
         if let Some(t) = s.template.as_mut() {
             defaults::pod_template(t);

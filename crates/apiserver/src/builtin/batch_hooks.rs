@@ -40,20 +40,16 @@ fn validate_job_spec(s: &JobSpec, errs: &mut Vec<FieldError>) {
         ("spec.completions", s.completions),
         ("spec.backoffLimit", s.backoff_limit),
     ] {
-        if let Some(n) = v {
-            if n < 0 {
-                errs.push(FieldError::invalid(f, n, "must be greater than or equal to 0"));
-            }
+        if let Some(n) = v
+            && n < 0
+        {
+            errs.push(FieldError::invalid(f, n, "must be greater than or equal to 0"));
         }
     }
-    if let Some(d) = s.active_deadline_seconds {
-        if d <= 0 {
-            errs.push(FieldError::invalid(
-                "spec.activeDeadlineSeconds",
-                d,
-                "must be greater than or equal to 1",
-            ));
-        }
+    if let Some(d) = s.active_deadline_seconds
+        && d <= 0
+    {
+        errs.push(FieldError::invalid("spec.activeDeadlineSeconds", d, "must be greater than or equal to 1"));
     }
     if let Some(m) = s.completion_mode.as_deref() {
         if !matches!(m, "NonIndexed" | "Indexed") {
@@ -217,19 +213,15 @@ impl Hooks<CronJob> for CronJobHooks {
         } else if let Some(e) = schedule_errors(&s.schedule) {
             errs.push(FieldError::invalid("spec.schedule", s.schedule.as_str(), e));
         }
-        if let Some(p) = s.concurrency_policy.as_deref() {
-            if !matches!(p, "Allow" | "Forbid" | "Replace") {
-                errs.push(not_supported(
-                    "spec.concurrencyPolicy",
-                    &json!(p),
-                    &["Allow", "Forbid", "Replace"],
-                ));
-            }
+        if let Some(p) = s.concurrency_policy.as_deref()
+            && !matches!(p, "Allow" | "Forbid" | "Replace")
+        {
+            errs.push(not_supported("spec.concurrencyPolicy", &json!(p), &["Allow", "Forbid", "Replace"]));
         }
-        if let Some(tz) = s.time_zone.as_deref() {
-            if jiff::tz::TimeZone::get(tz).is_err() {
-                errs.push(FieldError::invalid("spec.timeZone", tz, "unknown time zone"));
-            }
+        if let Some(tz) = s.time_zone.as_deref()
+            && jiff::tz::TimeZone::get(tz).is_err()
+        {
+            errs.push(FieldError::invalid("spec.timeZone", tz, "unknown time zone"));
         }
         match &s.job_template.spec {
             Some(js) => {

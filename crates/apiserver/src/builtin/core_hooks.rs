@@ -40,14 +40,14 @@ fn validate_containers(
         if c.image.as_deref().unwrap_or("").trim().is_empty() {
             errs.push(FieldError::required(format!("{p}.image"), ""));
         }
-        if let Some(pp) = c.image_pull_policy.as_deref() {
-            if !matches!(pp, "Always" | "IfNotPresent" | "Never") {
-                errs.push(not_supported(
-                    format!("{p}.imagePullPolicy"),
-                    &json!(pp),
-                    &["Always", "IfNotPresent", "Never"],
-                ));
-            }
+        if let Some(pp) = c.image_pull_policy.as_deref()
+            && !matches!(pp, "Always" | "IfNotPresent" | "Never")
+        {
+            errs.push(not_supported(
+                format!("{p}.imagePullPolicy"),
+                &json!(pp),
+                &["Always", "IfNotPresent", "Never"],
+            ));
         }
         for (j, port) in c.ports.iter().flatten().enumerate() {
             if !(1..=65535).contains(&port.container_port) {
@@ -57,14 +57,14 @@ fn validate_containers(
                     "must be between 1 and 65535, inclusive",
                 ));
             }
-            if let Some(proto) = port.protocol.as_deref() {
-                if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                    errs.push(not_supported(
-                        format!("{p}.ports[{j}].protocol"),
-                        &json!(proto),
-                        &["SCTP", "TCP", "UDP"],
-                    ));
-                }
+            if let Some(proto) = port.protocol.as_deref()
+                && !matches!(proto, "TCP" | "UDP" | "SCTP")
+            {
+                errs.push(not_supported(
+                    format!("{p}.ports[{j}].protocol"),
+                    &json!(proto),
+                    &["SCTP", "TCP", "UDP"],
+                ));
             }
         }
         let mut env_seen = BTreeSet::new();
@@ -100,23 +100,23 @@ pub fn validate_pod_spec(s: &PodSpec, path: &str) -> Vec<FieldError> {
     if let Some(ic) = &s.init_containers {
         validate_containers(ic, &format!("{path}.initContainers"), &mut names, &mut errs);
     }
-    if let Some(rp) = s.restart_policy.as_deref() {
-        if !matches!(rp, "Always" | "OnFailure" | "Never") {
-            errs.push(not_supported(
-                format!("{path}.restartPolicy"),
-                &json!(rp),
-                &["Always", "OnFailure", "Never"],
-            ));
-        }
+    if let Some(rp) = s.restart_policy.as_deref()
+        && !matches!(rp, "Always" | "OnFailure" | "Never")
+    {
+        errs.push(not_supported(
+            format!("{path}.restartPolicy"),
+            &json!(rp),
+            &["Always", "OnFailure", "Never"],
+        ));
     }
-    if let Some(dp) = s.dns_policy.as_deref() {
-        if !matches!(dp, "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None") {
-            errs.push(not_supported(
-                format!("{path}.dnsPolicy"),
-                &json!(dp),
-                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
-            ));
-        }
+    if let Some(dp) = s.dns_policy.as_deref()
+        && !matches!(dp, "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None")
+    {
+        errs.push(not_supported(
+            format!("{path}.dnsPolicy"),
+            &json!(dp),
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        ));
     }
     let mut vols = BTreeSet::new();
     for (i, v) in s.volumes.iter().flatten().enumerate() {
@@ -144,14 +144,14 @@ pub fn validate_pod_spec(s: &PodSpec, path: &str) -> Vec<FieldError> {
             }
         }
     }
-    if let Some(g) = s.termination_grace_period_seconds {
-        if g < 0 {
-            errs.push(FieldError::invalid(
-                format!("{path}.terminationGracePeriodSeconds"),
-                g,
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(g) = s.termination_grace_period_seconds
+        && g < 0
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            g,
+            "must be greater than or equal to 0",
+        ));
     }
     errs
 }
@@ -346,14 +346,14 @@ impl Hooks<Service> for ServiceHooks {
                     "must be between 1 and 65535, inclusive",
                 ));
             }
-            if let Some(proto) = p.protocol.as_deref() {
-                if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                    errs.push(not_supported(
-                        format!("spec.ports[{i}].protocol"),
-                        &json!(proto),
-                        &["SCTP", "TCP", "UDP"],
-                    ));
-                }
+            if let Some(proto) = p.protocol.as_deref()
+                && !matches!(proto, "TCP" | "UDP" | "SCTP")
+            {
+                errs.push(not_supported(
+                    format!("spec.ports[{i}].protocol"),
+                    &json!(proto),
+                    &["SCTP", "TCP", "UDP"],
+                ));
             }
             if p.node_port.is_some() && ty == "ClusterIP" {
                 errs.push(FieldError::forbidden(
@@ -512,15 +512,11 @@ impl Hooks<Secret> for SecretHooks {
                     }
                 }
             }
-            "kubernetes.io/dockerconfigjson" => {
-                if !has(".dockerconfigjson") {
-                    errs.push(FieldError::required("data[.dockerconfigjson]", ""));
-                }
+            "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
+                errs.push(FieldError::required("data[.dockerconfigjson]", ""));
             }
-            "kubernetes.io/basic-auth" => {
-                if !has("username") && !has("password") {
-                    errs.push(FieldError::required("data[username]", ""));
-                }
+            "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+                errs.push(FieldError::required("data[username]", ""));
             }
             "kubernetes.io/service-account-token" => {
                 let ann = s.metadata.annotations.as_ref();
@@ -610,10 +606,10 @@ pub struct PvcHooks;
 
 impl Hooks<PersistentVolumeClaim> for PvcHooks {
     fn default(&self, pvc: &mut PersistentVolumeClaim) {
-        if let Some(s) = pvc.spec.as_mut() {
-            if s.volume_mode.is_none() {
-                s.volume_mode = Some("Filesystem".into());
-            }
+        if let Some(s) = pvc.spec.as_mut()
+            && s.volume_mode.is_none()
+        {
+            s.volume_mode = Some("Filesystem".into());
         }
     }
 

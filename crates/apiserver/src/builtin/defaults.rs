@@ -108,10 +108,10 @@ pub fn pod_spec(s: &mut PodSpec) {
         volume(v);
     }
     // `serviceAccount` is the deprecated twin of `serviceAccountName`.
-    if s.service_account_name.is_none() {
-        if let Some(sa) = s.service_account.clone().filter(|s| !s.is_empty()) {
-            s.service_account_name = Some(sa);
-        }
+    if s.service_account_name.is_none()
+        && let Some(sa) = s.service_account.clone().filter(|s| !s.is_empty())
+    {
+        s.service_account_name = Some(sa);
     }
 }
 

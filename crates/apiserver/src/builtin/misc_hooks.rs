@@ -38,14 +38,15 @@ impl Hooks<Ingress> for IngressHooks {
                         &["Exact", "ImplementationSpecific", "Prefix"],
                     )),
                 }
-                if let Some(path) = &p.path {
-                    if p.path_type != "ImplementationSpecific" && !path.starts_with('/') {
-                        errs.push(FieldError::invalid(
-                            format!("{at}.path"),
-                            path.as_str(),
-                            "must be an absolute path",
-                        ));
-                    }
+                if let Some(path) = &p.path
+                    && p.path_type != "ImplementationSpecific"
+                    && !path.starts_with('/')
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{at}.path"),
+                        path.as_str(),
+                        "must be an absolute path",
+                    ));
                 }
             }
         }
@@ -91,14 +92,10 @@ impl Hooks<StorageClass> for StorageClassHooks {
         if s.provisioner.is_empty() {
             errs.push(FieldError::required("provisioner", ""));
         }
-        if let Some(m) = s.volume_binding_mode.as_deref() {
-            if !matches!(m, "Immediate" | "WaitForFirstConsumer") {
-                errs.push(not_supported(
-                    "volumeBindingMode",
-                    &json!(m),
-                    &["Immediate", "WaitForFirstConsumer"],
-                ));
-            }
+        if let Some(m) = s.volume_binding_mode.as_deref()
+            && !matches!(m, "Immediate" | "WaitForFirstConsumer")
+        {
+            errs.push(not_supported("volumeBindingMode", &json!(m), &["Immediate", "WaitForFirstConsumer"]));
         }
         errs
     }

@@ -72,26 +72,26 @@ pub async fn limit_ranger(ctx: &Ctx, pod: &mut Value) -> ApiResult<()> {
                             ));
                         }
                     }
-                    if res.get("limits").and_then(Value::as_object).is_some_and(|m| m.is_empty()) {
-                        if let Some(m) = res.as_object_mut() {
-                            m.remove("limits");
-                        }
+                    if res.get("limits").and_then(Value::as_object).is_some_and(|m| m.is_empty())
+                        && let Some(m) = res.as_object_mut()
+                    {
+                        m.remove("limits");
                     }
-                    if res.get("requests").and_then(Value::as_object).is_some_and(|m| m.is_empty()) {
-                        if let Some(m) = res.as_object_mut() {
-                            m.remove("requests");
-                        }
+                    if res.get("requests").and_then(Value::as_object).is_some_and(|m| m.is_empty())
+                        && let Some(m) = res.as_object_mut()
+                    {
+                        m.remove("requests");
                     }
                     for (k, min) in item.get("min").and_then(Value::as_object).into_iter().flatten() {
                         let req = qty(res.pointer(&format!("/requests/{k}")));
-                        if let (Some(r), Some(m)) = (req, qty(Some(min))) {
-                            if r < m {
-                                errors.push(format!(
-                                    "minimum {k} usage per Container is {}, but request is {}",
-                                    min.as_str().unwrap_or(""),
-                                    r
-                                ));
-                            }
+                        if let (Some(r), Some(m)) = (req, qty(Some(min)))
+                            && r < m
+                        {
+                            errors.push(format!(
+                                "minimum {k} usage per Container is {}, but request is {}",
+                                min.as_str().unwrap_or(""),
+                                r
+                            ));
                         }
                     }
                     for (k, max) in item.get("max").and_then(Value::as_object).into_iter().flatten() {
@@ -135,17 +135,16 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> BTreeMap<String, Quantit
     let count_name =
         if group.is_empty() { format!("count/{plural}") } else { format!("count/{plural}.{group}") };
     u.insert(count_name, one);
-    if group.is_empty() {
-        if let "pods"
+    if group.is_empty()
+        && let "pods"
         | "services"
         | "configmaps"
         | "secrets"
         | "persistentvolumeclaims"
         | "replicationcontrollers"
         | "resourcequotas" = plural
-        {
-            u.insert(plural.to_string(), one);
-        }
+    {
+        u.insert(plural.to_string(), one);
     }
     if group.is_empty() && plural == "pods" {
         let mut add = |k: &str, q: Quantity| {
@@ -177,13 +176,17 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> BTreeMap<String, Quantit
             u.insert("services.nodeports".into(), Quantity::from_value(ports as i128));
         }
     }
-    if group.is_empty() && plural == "persistentvolumeclaims" {
-        if let Some(q) = qty(obj.pointer("/spec/resources/requests/storage")) {
-            u.insert("requests.storage".into(), q);
-        }
+    if group.is_empty()
+        && plural == "persistentvolumeclaims"
+        && let Some(q) = qty(obj.pointer("/spec/resources/requests/storage"))
+    {
+        u.insert("requests.storage".into(), q);
     }
     u
 }
+
+/// One exceeded resource: name, requested, used, limit.
+type Exceeded = (String, Quantity, Quantity, Quantity);
 
 /// Charges a create against every ResourceQuota of the namespace, refusing it (403) when
 /// any hard limit would be exceeded.
@@ -228,9 +231,8 @@ pub async fn charge(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
                 new_used.insert(k.to_string(), json!((cur + add).to_string()));
             }
             if !exceeded.is_empty() {
-                let part = |f: &dyn Fn(&(String, Quantity, Quantity, Quantity)) -> String| {
-                    exceeded.iter().map(f).collect::<Vec<_>>().join(",")
-                };
+                let part =
+                    |f: &dyn Fn(&Exceeded) -> String| exceeded.iter().map(f).collect::<Vec<_>>().join(",");
                 return Err(ApiError::forbidden(format!(
                     "{} {:?} is forbidden: exceeded quota: {qname}, requested: {}, used: {}, limited: {}",
                     ctx.res.qualified(),

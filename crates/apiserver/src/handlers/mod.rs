@@ -179,10 +179,10 @@ fn resolve(api: &Api, rp: ResourcePath) -> ApiResult<(ResourcePath, Arc<Resource
         }
         return Ok((rp, res));
     }
-    if let Some(nsr) = rp.as_namespace_subresource() {
-        if let Some(res) = api.registry.get("", &nsr.version, "namespaces") {
-            return Ok((nsr, res));
-        }
+    if let Some(nsr) = rp.as_namespace_subresource()
+        && let Some(res) = api.registry.get("", &nsr.version, "namespaces")
+    {
+        return Ok((nsr, res));
     }
     Err(ApiError::path_not_found())
 }

@@ -155,15 +155,15 @@ pub async fn binding(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let opts = UpdateOpts { dry, create_if_missing: false, manager_operation: "Update" };
     guaranteed_update(&pctx, &pod_name, opts, |old| {
         let old = old.ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
-        if let Some(uid) = &uid_pre {
-            if uid != meta::uid(old) {
-                return Err(ApiError::conflict(
-                    "",
-                    "pods",
-                    &pod_name,
-                    "the UID in the binding does not match the pod",
-                ));
-            }
+        if let Some(uid) = &uid_pre
+            && uid != meta::uid(old)
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &pod_name,
+                "the UID in the binding does not match the pod",
+            ));
         }
         if meta::is_deleting(old) {
             return Err(ApiError::conflict(
@@ -205,8 +205,11 @@ pub async fn binding(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
 }
 
 fn too_many_requests(pdb: &Value) -> ApiError {
-    let mut e =
-        ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.");
+    let mut e = ApiError::new(
+        429,
+        "TooManyRequests",
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    );
     e.details = Some(json!({"causes": [{"reason": "DisruptionBudget",
         "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
             meta::name(pdb),
@@ -223,7 +226,8 @@ async fn charge_budget(ctx: &Ctx, pdb_name: &str, pod: &str, dry: bool) -> ApiRe
     let key = format!("/registry/policy/poddisruptionbudgets/{}/{pdb_name}", ctx.ns());
     for _ in 0..8 {
         let Some(kv) = ctx.api.store.get(&key).await? else { return Ok(()) };
-        let mut pdb: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut pdb: Value =
+            serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
         let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
         let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
@@ -245,7 +249,12 @@ async fn charge_budget(ctx: &Ctx, pdb_name: &str, pod: &str, dry: bool) -> ApiRe
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict("policy", "poddisruptionbudgets", pdb_name, "too many concurrent evictions; try again"))
+    Err(ApiError::conflict(
+        "policy",
+        "poddisruptionbudgets",
+        pdb_name,
+        "too many concurrent evictions; try again",
+    ))
 }
 
 /// Records on the pod why it goes away (condition DisruptionTarget, reason
@@ -254,8 +263,10 @@ async fn mark_disruption_target(ctx: &Ctx, pod: &str) -> ApiResult<()> {
     let key = ctx.res.key(ctx.ns(), pod);
     for _ in 0..8 {
         let Some(kv) = ctx.api.store.get(&key).await? else { return Ok(()) };
-        let mut p: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
-        let mut conds: Vec<Value> = p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut p: Value =
+            serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut conds: Vec<Value> =
+            p.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
         conds.retain(|c| c["type"] != "DisruptionTarget");
         conds.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
             "message": "Eviction API: evicting", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}));
@@ -284,7 +295,9 @@ pub async fn eviction(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
         let matching: Vec<_> = all
             .into_iter()
             .filter(|pdb| match pdb.pointer("/spec/selector") {
-                Some(s) => Selector::from_label_selector(s).unwrap_or_else(|_| Selector::nothing()).matches_object(&pod),
+                Some(s) => Selector::from_label_selector(s)
+                    .unwrap_or_else(|_| Selector::nothing())
+                    .matches_object(&pod),
                 None => false,
             })
             .collect();

@@ -159,7 +159,8 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
         // As Kubernetes: a watch from a version no longer kept gets 200 and one ERROR
         // event carrying the 410 Status, which tells clients to list again.
         Err(e) if e.code == 410 => {
-            let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.status()})).unwrap_or_default();
+            let mut line =
+                serde_json::to_vec(&json!({"type": "ERROR", "object": e.status()})).unwrap_or_default();
             line.push(b'\n');
             let mut resp = Response::new(Body::from(line));
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -190,10 +191,10 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
                 }
                 continue;
             }
-            if let Some((t, obj)) = project(&res, &filter, ev) {
-                if tx.send(Ok(enc.line(t, &obj))).await.is_err() {
-                    return;
-                }
+            if let Some((t, obj)) = project(&res, &filter, ev)
+                && tx.send(Ok(enc.line(t, &obj))).await.is_err()
+            {
+                return;
             }
         }
         if initial_end_bookmark && tx.send(Ok(enc.bookmark(start.revision, true))).await.is_err() {
@@ -225,11 +226,10 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
                             }
                             continue;
                         }
-                        if let Some((t, obj)) = project(&res, &filter, &ev) {
-                            if tx.send(Ok(enc.line(t, &obj))).await.is_err() {
+                        if let Some((t, obj)) = project(&res, &filter, &ev)
+                            && tx.send(Ok(enc.line(t, &obj))).await.is_err() {
                                 return;
                             }
-                        }
                     }
                     // A watcher that fell behind, or a cache that was reset: end the
                     // stream; the client resumes from its last version.

@@ -504,7 +504,11 @@ pub fn apply_patch(ctx: &Ctx, pt: PatchType, original: &Value, patch: &Value) ->
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut doc = original.clone();
             let rejected = |e: String| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             };
             for op in ops.0 {
                 // As Kubernetes' JSON patch, a `test` of a missing member against null
@@ -519,7 +523,8 @@ pub fn apply_patch(ctx: &Ctx, pt: PatchType, original: &Value, patch: &Value) ->
                     }
                     continue;
                 }
-                json_patch::patch(&mut doc, std::slice::from_ref(&op)).map_err(|e| rejected(e.to_string()))?;
+                json_patch::patch(&mut doc, std::slice::from_ref(&op))
+                    .map_err(|e| rejected(e.to_string()))?;
             }
             Ok(doc)
         }
@@ -609,10 +614,10 @@ fn delete_opts(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
             .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {}", e.message)))?;
         o.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
-        if o.propagation.is_none() {
-            if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
-                o.propagation = Some(if orphan { "Orphan" } else { "Background" }.into());
-            }
+        if o.propagation.is_none()
+            && let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool)
+        {
+            o.propagation = Some(if orphan { "Orphan" } else { "Background" }.into());
         }
         o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
         o.precondition_rv =
@@ -627,24 +632,24 @@ fn delete_opts(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
     if let Some(p) = ctx.query.get("propagationPolicy").filter(|p| !p.is_empty()) {
         o.propagation = Some(p.to_string());
     }
-    if o.propagation.is_none() {
-        if let Some(orphan) = ctx.query.get("orphanDependents") {
-            o.propagation = Some(if orphan == "true" { "Orphan" } else { "Background" }.into());
-        }
+    if o.propagation.is_none()
+        && let Some(orphan) = ctx.query.get("orphanDependents")
+    {
+        o.propagation = Some(if orphan == "true" { "Orphan" } else { "Background" }.into());
     }
-    if let Some(p) = &o.propagation {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "DeleteOptions",
-                "",
-                &[crate::error::not_supported(
-                    "propagationPolicy",
-                    &json!(p),
-                    &["Foreground", "Background", "Orphan"],
-                )],
-            ));
-        }
+    if let Some(p) = &o.propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            &[crate::error::not_supported(
+                "propagationPolicy",
+                &json!(p),
+                &["Foreground", "Background", "Orphan"],
+            )],
+        ));
     }
     if o.grace.is_some_and(|g| g < 0) {
         o.grace = Some(0);
@@ -661,31 +666,31 @@ pub async fn delete_object(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResul
             return Err(ApiError::not_found(&res.group, &res.plural, name));
         };
         let obj = served(&res, &decode_stored(&kv)?);
-        if let Some(uid) = &opts.precondition_uid {
-            if uid != meta::uid(&obj) {
-                return Err(ApiError::conflict(
-                    &res.group,
-                    &res.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::uid(&obj)
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.precondition_uid
+            && uid != meta::uid(&obj)
+        {
+            return Err(ApiError::conflict(
+                &res.group,
+                &res.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::uid(&obj)
+                ),
+            ));
         }
-        if let Some(rv) = &opts.precondition_rv {
-            if rv != meta::resource_version(&obj) {
-                return Err(ApiError::conflict(
-                    &res.group,
-                    &res.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta::resource_version(&obj)
-                    ),
-                ));
-            }
+        if let Some(rv) = &opts.precondition_rv
+            && rv != meta::resource_version(&obj)
+        {
+            return Err(ApiError::conflict(
+                &res.group,
+                &res.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta::resource_version(&obj)
+                ),
+            ));
         }
         // Finalizers the garbage collector acts on, per the propagation policy.
         let mut finalizers: Vec<String> = meta::finalizers(&obj);

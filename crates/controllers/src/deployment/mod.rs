@@ -292,14 +292,24 @@ pub async fn run(ctx: Arc<Context>) {
     let pods = ctx.informers.get::<Pod>();
     let shared = Arc::new(Shared::new(ctx.clone()));
     let (d1, d2, rs_store) = (deployments.store.clone(), deployments.store.clone(), rss.store.clone());
-    Controller::for_shared_stream(deployments.changes(), deployments.store.clone())
-        .watches_shared_stream(rss.changes(), move |rs: Arc<ReplicaSet>| deployments_for_rs(&rs, &d1))
-        .watches_shared_stream(crate::runtime::informer::coalesce_by_owner(pods.changes(), std::time::Duration::from_millis(100)), move |pod: Arc<Pod>| {
-            recreate_deployment_for_pod(&pod, &rs_store, &d2)
-        })
-        .run(reconcile, error_policy, shared)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_shared_stream(
+        crate::runtime::informer::coalesce_by_uid(
+            deployments.changes(),
+            std::time::Duration::from_millis(100),
+        ),
+        deployments.store.clone(),
+    )
+    .watches_shared_stream(
+        crate::runtime::informer::coalesce_by_uid(rss.changes(), std::time::Duration::from_millis(100)),
+        move |rs: Arc<ReplicaSet>| deployments_for_rs(&rs, &d1),
+    )
+    .watches_shared_stream(
+        crate::runtime::informer::coalesce_by_owner(pods.changes(), std::time::Duration::from_millis(100)),
+        move |pod: Arc<Pod>| recreate_deployment_for_pod(&pod, &rs_store, &d2),
+    )
+    .run(reconcile, error_policy, shared)
+    .for_each(|_| async {})
+    .await;
 }
 
 #[cfg(test)]

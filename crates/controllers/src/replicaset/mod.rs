@@ -227,11 +227,17 @@ async fn run_kind<K: Replicated>(ctx: Arc<Context>) {
     let shared = Arc::new(Shared::<K>::new(ctx.clone()));
     let exp = shared.expectations.clone();
     let store = owners.store.clone();
-    Controller::for_shared_stream(owners.changes(), owners.store.clone())
-        .watches_shared_stream(crate::runtime::informer::coalesce_by_owner(pods.changes(), std::time::Duration::from_millis(100)), move |pod: Arc<Pod>| owners_of_pod::<K>(&pod, &store, &exp))
-        .run(reconcile::reconcile::<K>, error_policy::<K>, shared)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_shared_stream(
+        crate::runtime::informer::coalesce_by_uid(owners.changes(), std::time::Duration::from_millis(100)),
+        owners.store.clone(),
+    )
+    .watches_shared_stream(
+        crate::runtime::informer::coalesce_by_owner(pods.changes(), std::time::Duration::from_millis(100)),
+        move |pod: Arc<Pod>| owners_of_pod::<K>(&pod, &store, &exp),
+    )
+    .run(reconcile::reconcile::<K>, error_policy::<K>, shared)
+    .for_each(|_| async {})
+    .await;
 }
 
 /// Runs the ReplicaSet and the ReplicationController controllers.

@@ -123,7 +123,7 @@ async fn claim_pods<K: Replicated>(
     let ns = rs.namespace().unwrap_or_default();
     let deleting = rs.meta().deletion_timestamp.is_some();
     let pods_api: Api<Pod> = Api::namespaced(shared.ctx.client.clone(), &ns);
-    let matches = |p: &Pod| crate::runtime::labels_match(&selector, &p.metadata.labels);
+    let matches = |p: &Pod| crate::runtime::labels_match(selector, &p.metadata.labels);
     let mut claimed = Vec::new();
     let mut errors = Vec::new();
     let mut can_adopt: Option<std::result::Result<(), String>> = None;

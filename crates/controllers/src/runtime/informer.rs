@@ -81,10 +81,35 @@ where
     }
 }
 
-/// Coalesces a change stream: within each `window`, only the last change per owner
-/// (controller ownerReference uid, else the object's own uid) passes. A controller that
-/// scans all its children on every reconcile then runs at most once per window per owner
-/// instead of once per child change, while still seeing every owner that changed.
+/// Coalesces a change stream: within each `window`, only the last change per key passes.
+fn coalesce<K, F>(
+    changes: impl Stream<Item = Arc<K>> + Send + 'static,
+    window: std::time::Duration,
+    key: F,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(&K) -> String + Send + 'static,
+{
+    use tokio_stream::StreamExt as _;
+    let batched = changes.chunks_timeout(4096, window);
+    futures::StreamExt::flat_map(batched, move |batch: Vec<Arc<K>>| {
+        let mut seen = std::collections::HashSet::new();
+        let mut kept: Vec<Arc<K>> = Vec::new();
+        for o in batch.into_iter().rev() {
+            if seen.insert(key(&o)) {
+                kept.push(o);
+            }
+        }
+        kept.reverse();
+        futures::stream::iter(kept)
+    })
+}
+
+/// Within each `window`, only the last change per owner (controller ownerReference uid,
+/// else the object's own uid) passes. A controller that scans all its children on every
+/// reconcile then runs at most once per window per owner instead of once per child change,
+/// while still seeing every owner that changed.
 pub fn coalesce_by_owner<K>(
     changes: impl Stream<Item = Arc<K>> + Send + 'static,
     window: std::time::Duration,
@@ -92,27 +117,27 @@ pub fn coalesce_by_owner<K>(
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
-    use tokio_stream::StreamExt as _;
-    let batched = changes.chunks_timeout(4096, window);
-    futures::StreamExt::flat_map(batched, |batch: Vec<Arc<K>>| {
-        let mut seen = std::collections::HashSet::new();
-        let mut kept: Vec<Arc<K>> = Vec::new();
-        for o in batch.into_iter().rev() {
-            let meta = o.meta();
-            let owner = meta
-                .owner_references
-                .as_ref()
-                .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
-                .map(|r| r.uid.clone())
-                .or_else(|| meta.uid.clone())
-                .unwrap_or_default();
-            if seen.insert(owner) {
-                kept.push(o);
-            }
-        }
-        kept.reverse();
-        futures::stream::iter(kept)
+    coalesce(changes, window, |o: &K| {
+        let meta = o.meta();
+        meta.owner_references
+            .as_ref()
+            .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
+            .map(|r| r.uid.clone())
+            .or_else(|| meta.uid.clone())
+            .unwrap_or_default()
     })
+}
+
+/// Within each `window`, only the last change per object (by uid) passes: a burst of
+/// status writes to one object becomes one reconcile.
+pub fn coalesce_by_uid<K>(
+    changes: impl Stream<Item = Arc<K>> + Send + 'static,
+    window: std::time::Duration,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    coalesce(changes, window, |o: &K| o.meta().uid.clone().unwrap_or_default())
 }
 
 impl Informers {

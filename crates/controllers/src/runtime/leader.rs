@@ -56,7 +56,7 @@ pub async fn try_acquire(api: &Api<Lease>, name: &str, identity: &str) -> kube::
         spec.acquire_time = Some(now());
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
     }
-    spec.lease_duration_seconds = Some(LEASE_SECONDS as i32);
+    spec.lease_duration_seconds = Some(LEASE_SECONDS);
     spec.renew_time = Some(now());
     match api.replace(name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(true),

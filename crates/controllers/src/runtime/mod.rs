@@ -33,7 +33,10 @@ pub fn controller_of<K: ResourceExt>(obj: &K) -> Option<&OwnerReference> {
 }
 
 /// Whether an object's labels satisfy a selector, without copying the labels.
-pub fn labels_match(selector: &apimachinery::labels::Selector, labels: &Option<std::collections::BTreeMap<String, String>>) -> bool {
+pub fn labels_match(
+    selector: &apimachinery::labels::Selector,
+    labels: &Option<std::collections::BTreeMap<String, String>>,
+) -> bool {
     match labels {
         Some(l) => selector.matches(l),
         None => selector.matches(&std::collections::BTreeMap::new()),

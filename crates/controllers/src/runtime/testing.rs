@@ -51,12 +51,11 @@ pub fn fake_client() -> (kube::Client, Calls) {
                 ),
                 "DELETE" => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
                 _ => {
-                    if body.pointer("/metadata/name").is_none() {
-                        if let Some(g) =
+                    if body.pointer("/metadata/name").is_none()
+                        && let Some(g) =
                             body.pointer("/metadata/generateName").and_then(Value::as_str).map(str::to_string)
-                        {
-                            body["metadata"]["name"] = json!(format!("{g}abcde"));
-                        }
+                    {
+                        body["metadata"]["name"] = json!(format!("{g}abcde"));
                     }
                     (if method == "POST" { 201 } else { 200 }, body)
                 }
