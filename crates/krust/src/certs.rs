@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use rcgen::{
@@ -13,9 +13,7 @@ use rcgen::{
 
 /// PEM-encoded certificates and keys of the cluster.
 pub struct Pki {
-    pub dir: PathBuf,
     pub ca_cert: String,
-    pub ca_key: String,
     pub serving_cert: String,
     pub serving_key: String,
     pub admin_cert: String,
@@ -66,12 +64,11 @@ pub fn host_addresses() -> Vec<IpAddr> {
         let t = line.trim_start_matches([' ', '|', '+', '-']);
         if let Ok(ip) = t.trim().parse::<IpAddr>() {
             last = Some(ip);
-        } else if line.contains("/32 host LOCAL") {
-            if let Some(ip) = last {
-                if !out.contains(&ip) {
-                    out.push(ip);
-                }
-            }
+        } else if line.contains("/32 host LOCAL")
+            && let Some(ip) = last
+            && !out.contains(&ip)
+        {
+            out.push(ip);
         }
     }
     out
@@ -135,22 +132,12 @@ impl Pki {
             write_private(&admin_cert_path, &c)?;
         }
         Ok(Self {
-            dir: dir.to_path_buf(),
             ca_cert,
-            ca_key,
             serving_cert: cert.pem(),
             serving_key: key.serialize_pem(),
             admin_cert: read(&admin_cert_path)?,
             admin_key: read(&admin_key_path)?,
         })
-    }
-
-    /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.
-    pub fn client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
-        let ca_keypair = KeyPair::from_pem(&self.ca_key).context("parsing the CA key")?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&self.ca_cert, &ca_keypair).context("loading the CA certificate")?;
-        issue_client(&issuer, user, groups)
     }
 
     /// What the HTTPS listener needs.

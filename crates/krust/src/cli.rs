@@ -18,6 +18,59 @@ pub enum Command {
     Server(ServerArgs),
     /// Join simulated nodes to a running cluster (hollow nodes: no containers).
     Sim(SimArgs),
+    /// Run a node agent that joins a cluster and runs its pods through a container runtime.
+    Agent(AgentArgs),
+}
+
+/// How a node agent runs pods; shared by `krust server` (its own agent) and `krust agent`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeAgentArgs {
+    /// The CRI runtime endpoint (unix:///path/to.sock) [default: a containerd the agent
+    /// starts itself under DATA_DIR/agent/containerd]
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// The node's name [default: the host name]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's InternalIP [default: the host's first non-loopback IPv4 address]
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    /// The node's pod CIDR [default: the Node's, else the first free 10.42.N.0/24]
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// The Linux bridge pods attach to, when the agent starts its own containerd.
+    #[arg(long, default_value = "krust0")]
+    pub cni_bridge: String,
+    /// Cluster DNS server address for pods with dnsPolicy ClusterFirst (repeatable)
+    /// [default: none; such pods get the node's DNS settings]
+    #[arg(long = "cluster-dns")]
+    pub cluster_dns: Vec<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The API server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, env = "KRUST_URL")]
+    pub server: Option<String>,
+    /// The token to authenticate with (the server has no join tokens yet: give a bearer
+    /// token it accepts, such as the one in its DATA_DIR/token).
+    #[arg(long, env = "KRUST_TOKEN")]
+    pub token: Option<String>,
+    /// The server's CA certificate (PEM), to verify it when joining with --server/--token
+    /// (the server's DATA_DIR/tls/ca.crt).
+    #[arg(long)]
+    pub certificate_authority: Option<PathBuf>,
+    /// A kubeconfig to reach the cluster with, instead of --server/--token.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the agent keeps its state [default: /var/lib/krust as root, else ~/.krust]
+    #[arg(long, env = "KRUST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeAgentArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -109,4 +162,7 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub sim: SimNodeArgs,
+
+    #[command(flatten)]
+    pub node: NodeAgentArgs,
 }

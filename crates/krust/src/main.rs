@@ -1,5 +1,6 @@
 //! `krust`: a Kubernetes-compatible cluster in one binary. Thin glue over the crates.
 
+mod agent;
 mod certs;
 mod cli;
 mod server;
@@ -21,5 +22,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Server(args) => rt.block_on(server::run(args)),
         cli::Command::Sim(args) => rt.block_on(sim::run(args)),
+        cli::Command::Agent(args) => rt.block_on(agent::run(args)),
     }
 }

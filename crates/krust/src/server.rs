@@ -145,15 +145,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let tls = apiserver::serve::tls_config(pki.tls_material()?).context("configuring TLS")?;
     let addr = format!("{}:{}", args.bind_address, args.port);
     let listener = TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
-    if args.disable_agent {
+    let agent = if args.disable_agent {
         tracing::info!("node agent disabled");
-    }
+        None
+    } else {
+        // The node agent reaches the API in-process with the node's own identity.
+        let node = crate::agent::node_name(&args.node);
+        let user = apiserver::auth::User::new(format!("system:node:{node}"), &["system:nodes"]);
+        let client = kube::Client::new(apiserver::serve::router_as(api.clone(), user), "default");
+        let labels = [("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())].into();
+        Some(crate::agent::spawn(client, args.node.clone(), dir.clone(), labels))
+    };
     println!("krust is serving the Kubernetes API on {server_url}");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get namespaces");
-    tokio::select! {
-        r = apiserver::serve::serve_tls(listener, tls, api) => r.context("serving HTTPS")?,
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let result = tokio::select! {
+        r = apiserver::serve::serve_tls(listener, tls, api) => r.context("serving HTTPS"),
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted, stopping"); Ok(()) }
+        _ = term.recv() => { tracing::info!("terminated, stopping"); Ok(()) }
+    };
+    if let Some(agent) = agent {
+        agent.shutdown().await;
     }
-    Ok(())
+    result
 }

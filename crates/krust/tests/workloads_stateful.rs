@@ -272,7 +272,7 @@ fn statefulset_on_simulated_nodes_comes_up_in_order_and_rolls_back() {
     c.ok_stdin(&["apply", "-f", "-"], WEB);
     c.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
     let lines = watch.lines();
-    let first = |pred: &dyn Fn(&Vec<String>) -> bool| lines.iter().position(|l| pred(l));
+    let first = |pred: &dyn Fn(&Vec<String>) -> bool| lines.iter().position(pred);
     for i in 0..2 {
         let ready = first(&|l: &Vec<String>| {
             l.len() >= 4 && l[1] == format!("web-{i}") && l[2] == "Running" && l[3] == "True"

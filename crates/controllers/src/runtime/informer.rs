@@ -42,12 +42,18 @@ impl<K> Informer<K>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
 {
-    /// Every object that changes from now on (applied or deleted); after falling behind,
-    /// every object in the cache once more, so nothing is missed (level-triggered).
+    /// Every object already in the cache, then every object that changes from now on
+    /// (applied or deleted); after falling behind, every object in the cache once more, so
+    /// nothing is missed (level-triggered). A controller that subscribes after the initial
+    /// list still sees the objects that list brought, as an informer's Add events.
     pub fn changes(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        // Subscribe before taking the snapshot: a change in between is seen twice, never
+        // not at all.
         let rx = self.changes.subscribe();
         let store = self.store.clone();
-        futures::stream::unfold((rx, Vec::<Arc<K>>::new()), move |(mut rx, mut pending)| {
+        let mut existing = store.state();
+        existing.reverse();
+        futures::stream::unfold((rx, existing), move |(mut rx, mut pending)| {
             let store = store.clone();
             async move {
                 loop {
@@ -225,5 +231,46 @@ impl Informers {
         });
         entries.insert(TypeId::of::<K>(), Box::new(Entry { reader: reader.clone(), changes: tx.clone() }));
         Informer { store: reader, changes: tx }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn cm(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_subscriber_first_sees_what_the_cache_already_holds() {
+        let (client, _) = crate::runtime::testing::fake_client();
+        let informers = Informers::offline(client);
+        informers.seed(vec![cm("a"), cm("b")]);
+        let inf = informers.get::<ConfigMap>();
+        let mut changes = Box::pin(inf.changes());
+        let mut names = Vec::new();
+        for _ in 0..2 {
+            let o = tokio::time::timeout(std::time::Duration::from_secs(5), changes.next())
+                .await
+                .expect("the cached objects must be yielded without any new change")
+                .expect("stream ended");
+            names.push(o.metadata.name.clone().unwrap());
+        }
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        // Then new changes follow.
+        inf.changes.send(Arc::new(cm("c"))).unwrap();
+        let o = changes.next().await.unwrap();
+        assert_eq!(o.metadata.name.as_deref(), Some("c"));
     }
 }

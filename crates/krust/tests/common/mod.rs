@@ -79,10 +79,10 @@ impl Cluster {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("krust exited early ({status}); log:\n{}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("krust exited early ({status}); log:\n{}", self.log());
             }
             if self.kubeconfig.exists() {
                 let out = self.kubectl(&["get", "--raw", "/readyz"]);

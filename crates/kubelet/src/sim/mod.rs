@@ -297,10 +297,11 @@ async fn reconcile(pod: Arc<Pod>, shared: Arc<Shared>) -> Result<Action, Error> 
                 for p in shared.pods.state() {
                     let same_node =
                         p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str());
-                    if same_node && p.metadata.uid != pod.metadata.uid {
-                        if let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) {
-                            used.insert(ip);
-                        }
+                    if same_node
+                        && p.metadata.uid != pod.metadata.uid
+                        && let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone())
+                    {
+                        used.insert(ip);
                     }
                 }
                 let ip = pod_ip(index, &pod, &used);
