@@ -43,6 +43,9 @@ pub struct Config {
     /// Where pods reach this API server: the `kubernetes` Service's endpoint.
     pub advertise_address: String,
     pub advertise_port: u16,
+    /// How this server reaches node agents (`pods/log`): TLS with its client
+    /// certificate. `None`: such requests fail with 503.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             node_port_range: (30000, 32767),
             advertise_address: "127.0.0.1".into(),
             advertise_port: 6443,
+            kubelet_client: None,
         }
     }
 }

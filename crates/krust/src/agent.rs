@@ -128,6 +128,7 @@ async fn start(
     args: NodeAgentArgs,
     data_dir: PathBuf,
     labels: BTreeMap<String, String>,
+    api_tls: Option<Arc<rustls::ServerConfig>>,
     slot: Supervised,
 ) -> Result<()> {
     let name = node_name(&args);
@@ -140,6 +141,8 @@ async fn start(
     config.cluster_dns = args.cluster_dns.clone();
     config.cluster_domain = args.cluster_domain.clone();
     config.node_labels = labels;
+    config.kubelet_port = args.kubelet_port;
+    config.api_tls = api_tls;
     kubelet::agent::run(client, runtime.clone(), runtime, config).await.context("running the node agent")
 }
 
@@ -171,12 +174,13 @@ pub fn spawn(
     args: NodeAgentArgs,
     data_dir: PathBuf,
     labels: BTreeMap<String, String>,
+    api_tls: Option<Arc<rustls::ServerConfig>>,
 ) -> AgentHandle {
     let containerd: Supervised = Arc::default();
     let slot = containerd.clone();
     let dir = data_dir.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = start(client, args, dir, labels, slot).await {
+        if let Err(e) = start(client, args, dir, labels, api_tls, slot).await {
             tracing::warn!("node agent not started, this node runs no pods: {e:#}");
         }
     });
@@ -232,7 +236,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let data_dir = crate::server::data_dir(args.data_dir.clone());
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let containerd: Supervised = Arc::default();
-    let agent = start(client, args.node.clone(), data_dir.clone(), BTreeMap::new(), containerd.clone());
+    // Without a certificate from the cluster CA (join tokens that issue one are not
+    // implemented), a joined agent serves no API: `kubectl logs` says so for its pods.
+    let agent = start(client, args.node.clone(), data_dir.clone(), BTreeMap::new(), None, containerd.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let result = tokio::select! {
@@ -261,6 +267,7 @@ mod tests {
             cni_bridge: "krust0".into(),
             cluster_dns: vec![],
             cluster_domain: "cluster.local".into(),
+            kubelet_port: 10250,
         }
     }
 

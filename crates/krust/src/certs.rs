@@ -4,6 +4,7 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rcgen::{
@@ -14,6 +15,7 @@ use rcgen::{
 /// PEM-encoded certificates and keys of the cluster.
 pub struct Pki {
     pub ca_cert: String,
+    pub ca_key: String,
     pub serving_cert: String,
     pub serving_key: String,
     pub admin_cert: String,
@@ -133,11 +135,72 @@ impl Pki {
         }
         Ok(Self {
             ca_cert,
+            ca_key,
             serving_cert: cert.pem(),
             serving_key: key.serialize_pem(),
             admin_cert: read(&admin_cert_path)?,
             admin_key: read(&admin_key_path)?,
         })
+    }
+
+    fn issuer<T>(&self, f: impl FnOnce(&Issuer<'_, &KeyPair>) -> Result<T>) -> Result<T> {
+        let ca_keypair = KeyPair::from_pem(&self.ca_key).context("parsing the CA key")?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&self.ca_cert, &ca_keypair).context("loading the CA certificate")?;
+        f(&issuer)
+    }
+
+    fn ca_roots(&self) -> Result<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.ca_cert.as_bytes()) {
+            roots.add(cert.context("parsing the CA certificate")?).context("trusting the CA certificate")?;
+        }
+        Ok(roots)
+    }
+
+    /// How the API server calls node agents (`pods/log`): a client certificate of
+    /// `kube-apiserver-kubelet-client` (issued on every start, kept in memory), and
+    /// agents' serving certificates checked against the cluster CA.
+    pub fn kubelet_client_tls(&self) -> Result<Arc<rustls::ClientConfig>> {
+        let (cert, key) =
+            self.issuer(|i| issue_client(i, "kube-apiserver-kubelet-client", &["system:masters"]))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(self.ca_roots()?)
+            .with_client_auth_cert(pem_chain(&cert)?, pem_key(&key)?)
+            .context("the kubelet client certificate")?;
+        Ok(Arc::new(config))
+    }
+
+    /// The TLS of the node agent's own API on this machine: a serving certificate the
+    /// cluster CA signs for `sans` (issued on every start), and only clients with a
+    /// certificate of the cluster CA admitted.
+    pub fn agent_api_tls(&self, sans: Vec<String>) -> Result<Arc<rustls::ServerConfig>> {
+        let (cert, key) = self.issuer(|issuer| {
+            let key = KeyPair::generate().context("generating the agent's serving key")?;
+            let mut params = CertificateParams::new(sans).context("agent serving certificate parameters")?;
+            params.distinguished_name = dn("krust-agent", &[]);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+            let cert = params.signed_by(&key, issuer).context("signing the agent's serving certificate")?;
+            Ok((cert.pem(), key.serialize_pem()))
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(self.ca_roots()?),
+            provider.clone(),
+        )
+        .build()
+        .context("the agent's client verifier")?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(pem_chain(&cert)?, pem_key(&key)?)
+            .context("the agent's serving certificate")?;
+        Ok(Arc::new(config))
     }
 
     /// What the HTTPS listener needs.
@@ -153,6 +216,16 @@ impl Pki {
             .context("parsing the CA certificate")?;
         Ok(apiserver::serve::TlsMaterial { cert_chain: chain, key, client_cas: cas })
     }
+}
+
+fn pem_chain(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<std::result::Result<_, _>>()
+        .context("parsing a certificate")
+}
+
+fn pem_key(pem: &str) -> Result<rustls::pki_types::PrivateKeyDer<'static>> {
+    rustls_pemfile::private_key(&mut pem.as_bytes()).context("parsing a key")?.context("no key found")
 }
 
 fn issue_client(issuer: &Issuer<'_, &KeyPair>, user: &str, groups: &[&str]) -> Result<(String, String)> {

@@ -48,6 +48,10 @@ pub struct NodeAgentArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// The port of the agent's own HTTPS API (container logs), on the node's address
+    /// (0: any free port).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
 }
 
 #[derive(Args, Debug, Clone)]

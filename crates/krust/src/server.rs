@@ -83,6 +83,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         service_cidr: args.service_cidr.clone(),
         advertise_address: advertise,
         advertise_port: args.port,
+        kubelet_client: Some(pki.kubelet_client_tls()?),
         ..Default::default()
     };
     let authn = apiserver::auth::Authenticator::new();
@@ -154,7 +155,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let user = apiserver::auth::User::new(format!("system:node:{node}"), &["system:nodes"]);
         let client = kube::Client::new(apiserver::serve::router_as(api.clone(), user), "default");
         let labels = [("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())].into();
-        Some(crate::agent::spawn(client, args.node.clone(), dir.clone(), labels))
+        let ip = crate::agent::node_ip(&args.node);
+        let sans = vec![ip, "127.0.0.1".into(), "localhost".into(), node.clone(), certs::hostname()];
+        let api_tls = pki.agent_api_tls(sans)?;
+        Some(crate::agent::spawn(client, args.node.clone(), dir.clone(), labels, Some(api_tls)))
     };
     println!("krust is serving the Kubernetes API on {server_url}");
     println!("  export KUBECONFIG={}", kubeconfig.display());

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::Resource;
 use crate::request::{Query, ResourcePath, Target, parse_path};
 
+pub mod nodeproxy;
 pub mod read;
 pub mod sub;
 pub mod watch;
@@ -140,6 +141,24 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
         Target::Resource(rp) => rp,
     };
     let (rp, res) = resolve(&api, rp)?;
+    if res.plural == "pods"
+        && res.group.is_empty()
+        && rp.name.is_some()
+        && matches!(rp.subresource.as_deref(), Some("exec" | "attach"))
+    {
+        let mut parts = parts;
+        let ctx = Ctx {
+            api,
+            user,
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
+            query,
+            path: rp,
+            res,
+            warnings: std::sync::Mutex::new(Vec::new()),
+        };
+        return nodeproxy::pod_stream(&ctx, &mut parts).await;
+    }
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
         let collected = http_body_util::Limited::new(body, MAX_BODY)
             .collect()
@@ -201,6 +220,7 @@ async fn dispatch(ctx: &Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         (&Method::GET, true, None) => read::get(ctx).await,
         (&Method::GET, true, Some("status")) if ctx.res.status_subresource => read::get(ctx).await,
         (&Method::GET, true, Some("scale")) if ctx.res.scale.is_some() => sub::get_scale(ctx).await,
+        (&Method::GET, true, Some("log")) if ctx.res.plural == "pods" => nodeproxy::pod_log(ctx).await,
         (&Method::POST, false, None) => write::create(ctx, &body).await,
         (&Method::POST, true, Some("binding")) if ctx.res.plural == "pods" => sub::binding(ctx, &body).await,
         (&Method::POST, false, _) if ctx.res.plural == "bindings" => sub::binding(ctx, &body).await,

@@ -19,6 +19,8 @@ pub struct Cluster {
     pub port: u16,
     pub kubeconfig: PathBuf,
     args: Vec<String>,
+    /// Whether the server runs its node agent (else `--disable-agent`).
+    agent: bool,
 }
 
 fn free_port() -> u16 {
@@ -34,6 +36,15 @@ impl Cluster {
 
     /// Starts a server with extra arguments.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra, false)
+    }
+
+    /// Starts a server that runs its node agent (which needs root and containerd).
+    pub fn start_with_agent(extra: &[&str]) -> Self {
+        Self::launch(extra, true)
+    }
+
+    fn launch(extra: &[&str], agent: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let kubeconfig = dir.path().join("data").join("kubeconfig.yaml");
@@ -43,6 +54,7 @@ impl Cluster {
             port,
             kubeconfig,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            agent,
         };
         c.spawn();
         c
@@ -58,20 +70,18 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .expect("server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_krust"))
-            .arg("server")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_krust"));
+        cmd.arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--bind-address")
-            .arg("127.0.0.1")
-            .arg("--disable-agent")
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start krust");
+            .arg("127.0.0.1");
+        if !self.agent {
+            cmd.arg("--disable-agent");
+        }
+        let child = cmd.args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("start krust");
         self.child = Some(child);
         self.wait_ready();
     }
@@ -108,6 +118,22 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops the server with SIGTERM, as an operator would, and waits up to `grace` for
+    /// it to exit before killing it.
+    pub fn terminate(&mut self, grace: Duration) {
+        let Some(mut c) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 
     /// Starts the server again on the same data directory and port.

@@ -13,11 +13,13 @@ mod events;
 mod fieldpath;
 mod images;
 pub mod lifecycle;
+pub mod logs;
 pub mod node;
 pub mod pod_worker;
 pub mod probes;
 pub mod runtime_pod;
 pub mod sandbox;
+pub mod server;
 pub mod status;
 #[cfg(test)]
 mod testing;
@@ -86,8 +88,12 @@ pub struct Config {
     pub resolv_conf: PathBuf,
     /// The cgroup (cgroupfs driver) under which pods' cgroups go.
     pub cgroup_root: String,
-    /// The port of the agent's own API, as the Node advertises it (0: none served).
+    /// The port of the agent's own API, as the Node advertises it (0 with `api_tls`:
+    /// any free port).
     pub kubelet_port: u16,
+    /// TLS for the agent's own API (`pods/log`), requiring client certificates of the
+    /// cluster CA; `None` serves no API.
+    pub api_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -105,6 +111,7 @@ impl Config {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             cgroup_root: "/kubepods".into(),
             kubelet_port: 0,
+            api_tls: None,
         }
     }
 }
@@ -549,7 +556,28 @@ pub async fn run(
         path: root.clone(),
         source,
     })?;
+    let mut config = config;
+    let api = match config.api_tls.clone() {
+        Some(tls) => {
+            let host = config.node_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
+            let addr = format!("{host}:{}", config.kubelet_port);
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| Error::Io {
+                what: "listening for the agent API on",
+                path: PathBuf::from(&addr),
+                source,
+            })?;
+            if let Ok(local) = listener.local_addr() {
+                config.kubelet_port = local.port();
+            }
+            Some((listener, tls))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared::new(client, runtime, images, config, Arc::new(SystemClock)));
+    if let Some((listener, tls)) = api {
+        tracing::info!(port = shared.config.kubelet_port, "agent API serving");
+        tokio::spawn(server::serve(shared.clone(), listener, tls));
+    }
     shared.set_runtime_version(&version.runtime_name, &version.runtime_version);
     tracing::info!(
         node = %shared.config.node_name,

@@ -1,0 +1,568 @@
+//! End-to-end, as root: `krust server` with its own node agent, which starts and
+//! supervises a containerd under the data directory, runs real pods from a busybox image
+//! built here and pulled from a local registry, driven by the real kubectl.
+//!
+//! The test leaves the machine as it found it: it removes every pod sandbox from its
+//! containerd, stops the server with SIGTERM (the agent then stops its containerd), and
+//! guards put back `ip_forward`, the bridge and the host directories containerd creates.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use cri::testing::{self, BusyboxImage, HostDirsGuard, IpForwardGuard, LinkGuard, Registry};
+
+const WAIT: Duration = Duration::from_secs(90);
+const NODE: &str = "agent-e2e";
+
+fn require_everything() {
+    testing::require_root("the node agent runs containerd, runc and a CNI bridge");
+    testing::require_programs(&[
+        ("containerd", "containerd"),
+        ("runc", "runc"),
+        ("umoci", "umoci"),
+        ("skopeo", "skopeo"),
+        ("ip", "iproute2"),
+    ]);
+    if std::env::var_os(testing::registry::REGISTRY_ENV).is_none() {
+        testing::require_programs(&[("docker-registry", "docker-registry")]);
+    }
+    for plugin in cri::containerd::cni::PLUGINS {
+        testing::require_file(&Path::new("/usr/lib/cni").join(plugin), "containernetworking-plugins");
+    }
+    testing::require_file(Path::new(cri::image::HOST_BUSYBOX), "busybox-static");
+}
+
+/// A cluster whose server runs a node agent, with everything the test changed on the
+/// host undone when dropped (also when the test failed half-way).
+struct AgentCluster {
+    cluster: Option<Cluster>,
+    rt: tokio::runtime::Runtime,
+    _registry: Registry,
+    image: String,
+    _guards: (HostDirsGuard, IpForwardGuard, LinkGuard),
+}
+
+impl AgentCluster {
+    /// A cluster whose node has its own bridge and /24 (tests run in parallel).
+    fn start(bridge: &str, third_octet: u8) -> Self {
+        require_everything();
+        let guards = (HostDirsGuard::save(), IpForwardGuard::save(), LinkGuard::new(bridge));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let registry = rt.block_on(Registry::start()).expect("starting the test registry");
+        let image = rt
+            .block_on(BusyboxImage::new("krust-e2e/busybox", "1").build_and_push(registry.host()))
+            .expect("building and pushing the busybox test image");
+        let cidr = format!("10.42.{third_octet}.0/24");
+        // The agent's API on loopback: the API server reaches it there for logs.
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        let cluster = Cluster::start_with_agent(&[
+            "--node-name",
+            NODE,
+            "--node-ip",
+            "127.0.0.1",
+            "--kubelet-port",
+            &port,
+            "--cni-bridge",
+            bridge,
+            "--pod-cidr",
+            &cidr,
+        ]);
+        let c = Self { cluster: Some(cluster), rt, _registry: registry, image, _guards: guards };
+        assert!(
+            c.eventually(WAIT, || c.kubectl_out(&[
+                "get",
+                "node",
+                NODE,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"
+            ]) == "True"),
+            "the agent's node never became Ready; server log:\n{}",
+            c.log()
+        );
+        c
+    }
+
+    fn c(&self) -> &Cluster {
+        self.cluster.as_ref().expect("cluster")
+    }
+
+    fn log(&self) -> String {
+        self.c().log()
+    }
+
+    fn kubectl_out(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.c().kubectl(args).stdout).into_owned()
+    }
+
+    fn eventually(&self, timeout: Duration, f: impl FnMut() -> bool) -> bool {
+        self.c().eventually(timeout, f)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.c().data_dir().join("agent").join("containerd").join("containerd.sock")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.c().data_dir().join("agent").join("containerd").join("containerd.pid")
+    }
+
+    fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(what);
+        let jp = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &jp]);
+        self.kubectl_out(&args)
+    }
+
+    /// Waits until `path` of `what` reads `want`; on failure shows the object, the
+    /// pods and the end of the server log.
+    fn wait_for(&self, what: &[&str], path: &str, want: &str) {
+        let ok = self.eventually(WAIT, || self.jsonpath(what, path) == want);
+        if !ok {
+            let mut get: Vec<&str> = vec!["get"];
+            get.extend_from_slice(what);
+            get.extend_from_slice(&["-o", "yaml"]);
+            panic!(
+                "{what:?} {path} never became {want:?} (is {:?})\n{}\n{}\nserver log (end):\n{}",
+                self.jsonpath(what, path),
+                self.kubectl_out(&get),
+                self.kubectl_out(&["get", "pods", "-o", "wide"]),
+                tail(&self.log(), 80)
+            );
+        }
+    }
+
+    /// Waits for a pod's phase.
+    fn wait_phase(&self, pod: &str, phase: &str) {
+        self.wait_for(&["pod", pod], "{.status.phase}", phase);
+    }
+
+    /// The pod manifest with the test image.
+    fn manifest(&self, yaml: &str) -> String {
+        yaml.replace("IMAGE", &self.image)
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.c().ok_stdin(&["apply", "-f", "-"], &self.manifest(yaml));
+    }
+
+    /// How many containers (of any state) the runtime has for pods named `pod`.
+    fn runtime_containers(&self, pod: &str) -> usize {
+        let endpoint = format!("unix://{}", self.socket().display());
+        self.rt.block_on(async {
+            let client =
+                cri::Client::connect(&endpoint, Duration::from_secs(10)).await.expect("connecting to CRI");
+            let sandboxes = cri::Runtime::list_pod_sandbox(&client, None).await.expect("listing sandboxes");
+            let ids: Vec<String> = sandboxes
+                .into_iter()
+                .filter(|s| s.metadata.as_ref().is_some_and(|m| m.name == pod))
+                .map(|s| s.id)
+                .collect();
+            let containers = cri::Runtime::list_containers(&client, None).await.expect("listing containers");
+            containers
+                .into_iter()
+                .filter(|c| {
+                    ids.contains(&c.pod_sandbox_id)
+                        && c.state == cri::api::ContainerState::ContainerRunning as i32
+                })
+                .count()
+        })
+    }
+}
+
+impl AgentCluster {
+    /// How many pod sandboxes the runtime has (None: it cannot be asked).
+    fn sandboxes(&self) -> Option<usize> {
+        let endpoint = format!("unix://{}", self.socket().display());
+        self.rt.block_on(async {
+            let client = cri::Client::connect(&endpoint, Duration::from_secs(5)).await.ok()?;
+            cri::Runtime::list_pod_sandbox(&client, None).await.ok().map(|s| s.len())
+        })
+    }
+}
+
+impl Drop for AgentCluster {
+    /// Tears down as an operator would: deletes every workload and pod through the API
+    /// and waits for the agent to remove them from the runtime, then stops the server
+    /// with SIGTERM (the agent stops its containerd). If the agent does not manage,
+    /// the server is killed and the pods are removed through CRI directly. Mounts left
+    /// under the data directory are unmounted last.
+    fn drop(&mut self) {
+        let Some(cluster) = self.cluster.as_ref() else { return };
+        let data_dir = cluster.data_dir();
+        let endpoint = format!("unix://{}", self.socket().display());
+        let containerd_pid =
+            std::fs::read_to_string(self.pid_file()).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        cluster.kubectl(&[
+            "delete",
+            "deployments,statefulsets,daemonsets,replicasets,jobs",
+            "--all",
+            "--wait=false",
+        ]);
+        cluster.kubectl(&["delete", "pods", "--all", "--grace-period=0", "--force", "--wait=false"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut drained = false;
+        while Instant::now() < deadline {
+            if self.sandboxes() == Some(0) {
+                drained = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let mut cluster = self.cluster.take().expect("cluster");
+        if drained {
+            cluster.terminate(Duration::from_secs(30));
+        } else {
+            eprintln!("the agent left pods in the runtime; removing them through CRI");
+            cluster.kill9();
+            let removed = self.rt.block_on(async {
+                let client = cri::Client::connect(&endpoint, Duration::from_secs(10))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                testing::remove_all_pods(&client).await.map_err(|e| e.to_string())
+            });
+            if let Err(e) = removed {
+                eprintln!("could not remove the test's pods: {e}");
+            }
+        }
+        if let Some(pid) = containerd_pid {
+            let alive = || Path::new(&format!("/proc/{pid}")).exists();
+            if alive() {
+                if drained {
+                    eprintln!("containerd (pid {pid}) outlived the server's SIGTERM");
+                }
+                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while alive() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if alive() {
+                    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                }
+            }
+        }
+        unmount_under(&data_dir);
+    }
+}
+
+/// Unmounts (lazily, deepest first) whatever is still mounted under `dir`.
+fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        eprintln!("unmounting a leftover mount: {p}");
+        let _ = std::process::Command::new("umount").args(["-l", p]).status();
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().rev().take(n).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+const INIT_AND_SHARED_VOLUME: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: init-demo}
+spec:
+  restartPolicy: Never
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - name: writer
+    image: IMAGE
+    command: ["sh", "-c", "echo hello from init > /work/msg"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: reader
+    image: IMAGE
+    command: ["sh", "-c", "grep -q 'hello from init' /work/msg"]
+    volumeMounts: [{name: work, mountPath: /work}]
+"#;
+
+const CONFIG_AND_SECRET: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hi}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: env-demo}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: cfg, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds}}
+  containers:
+  - name: check
+    image: IMAGE
+    command: ["sh", "-c", "test \"$GREETING\" = hi && test \"$PASSWORD\" = s3cret && test \"$(cat /etc/cfg/greeting)\" = hi && test \"$(cat /etc/sec/password)\" = s3cret && test \"$POD_NAME\" = env-demo"]
+    env:
+    - name: GREETING
+      valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
+"#;
+
+const JOB: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: IMAGE, command: ["sh", "-c", "echo done"]}]
+"#;
+
+const TALKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: IMAGE
+    command: ["sh", "-c", "for i in 1 2 3; do echo line $i; done; sleep 1; echo oops >&2; sleep 2; echo late"]
+"#;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 3
+      containers: [{name: c, image: IMAGE, command: ["sleep", "3600"]}]
+"#;
+
+#[test]
+fn the_node_agent_runs_real_pods() {
+    let c = AgentCluster::start("kruste2e0", 247);
+
+    // A Deployment's pods run, each with an address from the node's pod CIDR.
+    c.apply(DEPLOYMENT);
+    c.wait_for(&["deployment", "web"], "{.status.readyReplicas}", "2");
+    let ips = c.jsonpath(&["pods", "-l", "app=web"], "{.items[*].status.podIP}");
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    assert!(ips.iter().all(|ip| ip.starts_with("10.42.247.")), "{ips:?}");
+    assert_ne!(ips[0], ips[1]);
+    let wide = c.c().ok(&["get", "pods", "-l", "app=web", "-o", "wide"]);
+    assert!(wide.contains("1/1") && wide.contains("Running") && wide.contains(NODE), "{wide}");
+
+    // An init container writes a file the app container reads from a shared emptyDir.
+    c.apply(INIT_AND_SHARED_VOLUME);
+    c.wait_phase("init-demo", "Succeeded");
+    assert_eq!(
+        c.jsonpath(&["pod", "init-demo"], "{.status.initContainerStatuses[0].state.terminated.reason}"),
+        "Completed"
+    );
+    assert_eq!(
+        c.jsonpath(&["pod", "init-demo"], "{.status.containerStatuses[0].state.terminated.exitCode}"),
+        "0"
+    );
+
+    // A ConfigMap and a Secret as env and as files; the downward API as env.
+    c.apply(CONFIG_AND_SECRET);
+    c.wait_phase("env-demo", "Succeeded");
+
+    // A Job's pod exits 0 and the Job completes.
+    c.apply(JOB);
+    c.wait_for(&["job", "once"], "{.status.succeeded}", "1");
+    let out = c.c().kubectl(&["wait", "--for=condition=complete", "job/once", "--timeout=60s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        c.jsonpath(
+            &["pods", "-l", "job-name=once"],
+            "{.items[0].status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "0"
+    );
+
+    // `kubectl logs`: all, --tail, --timestamps, -f until the container exits, -c.
+    c.apply(TALKER);
+    c.wait_phase("talker", "Running");
+    let follow = c.c().kubectl(&["logs", "-f", "talker"]);
+    assert!(follow.status.success(), "{}", String::from_utf8_lossy(&follow.stderr));
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "line 1\nline 2\nline 3\noops\nlate\n");
+    c.wait_phase("talker", "Succeeded");
+    assert_eq!(c.c().ok(&["logs", "talker"]), "line 1\nline 2\nline 3\noops\nlate\n");
+    assert_eq!(c.c().ok(&["logs", "talker", "--tail=2"]), "oops\nlate\n");
+    assert_eq!(c.c().ok(&["logs", "talker", "-c", "c", "--limit-bytes=9"]), "line 1\nli");
+    let stamped = c.c().ok(&["logs", "talker", "--timestamps", "--tail=1"]);
+    let (stamp, text) = stamped.trim_end().split_once(' ').expect("a timestamp, then the line");
+    assert!(stamp.parse::<jiff::Timestamp>().is_ok() && text == "late", "{stamped}");
+    assert_eq!(c.c().ok(&["logs", "job/once"]), "done\n");
+    let err = c.c().fails(&["logs", "talker", "-c", "nope"]);
+    assert!(err.contains("container nope is not valid for pod talker"), "{err}");
+    let err = c.c().fails(&["logs", "talker", "--previous"]);
+    assert!(err.contains("previous terminated container \"c\" in pod \"talker\" not found"), "{err}");
+
+    // `kubectl exec`: output, stderr and the exit code come back.
+    let web = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    let out = c.c().kubectl(&["exec", &web, "--", "sh", "-c", "echo hello; echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.c().ok(&["exec", &web, "-c", "c", "--", "cat", "/etc/hostname"]).trim(), web);
+    let err = c.c().fails(&["exec", "talker", "--", "true"]);
+    assert!(
+        err.contains("cannot exec into a container in a completed pod; current phase is Succeeded"),
+        "{err}"
+    );
+    // `kubectl cp` out of a pod (tar over exec).
+    let copied = c.c().path().join("copied-hostname");
+    c.c().ok(&["cp", &format!("{web}:/etc/hostname"), copied.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&copied).unwrap().trim(), web);
+
+    // Deleting a pod stops its containers within its grace period (sleep ignores
+    // SIGTERM as PID 1, so the agent must SIGKILL it after 3 s).
+    let victim = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    assert_eq!(c.runtime_containers(&victim), 1, "the pod's container should run before it is deleted");
+    let started = Instant::now();
+    c.c().ok(&["delete", "pod", &victim, "--wait=true", "--timeout=60s"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "deleting the pod took {took:?}");
+    assert_eq!(c.runtime_containers(&victim), 0, "the deleted pod's container still runs");
+    // ... and the Deployment replaces it.
+    c.wait_for(&["deployment", "web"], "{.status.readyReplicas}", "2");
+}
+
+const MISSING_IMAGE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: no-image}
+spec:
+  containers: [{name: c, image: "REGISTRY/krust-e2e/does-not-exist:1"}]
+"#;
+
+const MISSING_CONFIGMAP: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: no-config}
+spec:
+  containers:
+  - name: c
+    image: IMAGE
+    command: ["sleep", "3600"]
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: missing, key: k}}}]
+"#;
+
+const LIVENESS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: IMAGE
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+    livenessProbe:
+      exec: {command: ["false"]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#;
+
+const OOM: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hungry}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: IMAGE
+    command: ["awk", "BEGIN { s = \"xxxxxxxxxxxxxxxx\"; while (1) s = s s }"]
+    resources: {limits: {memory: 32Mi}}
+"#;
+
+#[test]
+fn the_node_agent_reports_failures_as_kubernetes_does() {
+    let c = AgentCluster::start("kruste2e1", 246);
+    let registry = c.image.split('/').next().unwrap().to_owned();
+
+    // An image that does not exist: ErrImagePull, then ImagePullBackOff.
+    c.c().ok_stdin(&["apply", "-f", "-"], &MISSING_IMAGE.replace("REGISTRY", &registry));
+    let ok = c.eventually(WAIT, || {
+        let reason = c.jsonpath(&["pod", "no-image"], "{.status.containerStatuses[0].state.waiting.reason}");
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    assert!(ok, "{}", c.kubectl_out(&["get", "pod", "no-image", "-o", "yaml"]));
+    let events = c.kubectl_out(&["get", "events", "--field-selector", "involvedObject.name=no-image"]);
+    assert!(events.contains("Failed") && events.contains("does-not-exist"), "{events}");
+
+    // A missing ConfigMap: CreateContainerConfigError naming it.
+    c.apply(MISSING_CONFIGMAP);
+    c.wait_for(
+        &["pod", "no-config"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "CreateContainerConfigError",
+    );
+    let message = c.jsonpath(&["pod", "no-config"], "{.status.containerStatuses[0].state.waiting.message}");
+    assert_eq!(message, "configmap \"missing\" not found");
+
+    // A failing liveness probe restarts the container; the count shows in `get pods`.
+    c.apply(LIVENESS);
+    let ok = c.eventually(WAIT, || {
+        c.jsonpath(&["pod", "unhealthy"], "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
+    });
+    assert!(ok, "{}\n{}", c.kubectl_out(&["get", "pod", "unhealthy", "-o", "yaml"]), tail(&c.log(), 60));
+    let events = c.kubectl_out(&["get", "events", "--field-selector", "involvedObject.name=unhealthy"]);
+    assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
+    assert_eq!(c.c().ok(&["logs", "unhealthy", "--previous"]), "started\n");
+    let get = c.c().ok(&["get", "pod", "unhealthy"]);
+    assert!(
+        get.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(3).is_some_and(|r| r != "0")),
+        "{get}"
+    );
+
+    // A container over its memory limit is OOMKilled.
+    c.apply(OOM);
+    c.wait_phase("hungry", "Failed");
+    assert_eq!(
+        c.jsonpath(&["pod", "hungry"], "{.status.containerStatuses[0].state.terminated.reason}"),
+        "OOMKilled"
+    );
+    assert_eq!(
+        c.jsonpath(&["pod", "hungry"], "{.status.containerStatuses[0].state.terminated.exitCode}"),
+        "137"
+    );
+
+    // Through all of it, other pods keep running.
+    c.apply(DEPLOYMENT);
+    c.wait_for(&["deployment", "web"], "{.status.readyReplicas}", "2");
+}

@@ -1,0 +1,350 @@
+//! The agent's own HTTPS API, which the API server calls for `pods/log` (the kubelet's
+//! `/containerLogs/{namespace}/{pod}/{container}`). Clients must present a certificate
+//! the cluster CA signed: the TLS configuration the caller gives enforces it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cri::api::{ContainerFilter, ContainerState};
+use futures::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::logs::{self, Options};
+use super::runtime_pod::keys;
+use super::{Shared, sandbox};
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn text(code: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(message.into())).boxed_unsync());
+    *r.status_mut() = code;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// Serves the agent's API on `listener` until the task is dropped.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "agent API: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "agent API: TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "agent API: connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != http::Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
+    }
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["healthz"] => text(StatusCode::OK, "ok"),
+        ["containerLogs", ns, pod, container] => container_logs(shared, ns, pod, container, &query).await,
+        [verb @ ("exec" | "attach"), ns, pod, container] => {
+            let (ns, pod, container, verb) =
+                (ns.to_string(), pod.to_string(), container.to_string(), verb.to_string());
+            stream_session(shared, req, &verb, &ns, &pod, &container, &query).await
+        }
+        _ => text(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
+    }
+}
+
+/// Whether a container of the pod named `container` is running in the runtime.
+async fn running(shared: &Shared, uid: &str, container: &str) -> bool {
+    let filter = ContainerFilter {
+        label_selector: [
+            (keys::POD_UID.to_owned(), uid.to_owned()),
+            (keys::CONTAINER_NAME.to_owned(), container.to_owned()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    match shared.runtime.list_containers(Some(filter)).await {
+        Ok(cs) => cs.iter().any(|c| c.state == ContainerState::ContainerRunning as i32),
+        // Unsure: keep following; the client ends the stream when it wants.
+        Err(_) => true,
+    }
+}
+
+async fn container_logs(
+    shared: Arc<Shared>,
+    ns: &str,
+    name: &str,
+    container: &str,
+    query: &str,
+) -> Response<Body> {
+    let opts = match Options::from_query(query, shared.clock.now()) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    let pod = match pods.get_opt(name).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return text(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{name}: {e}")),
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = sandbox::log_directory(&shared.config.root_dir.join("logs"), &pod);
+    let files = logs::container_log_files(&dir, container);
+    let chosen = if opts.previous {
+        if files.len() < 2 {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+            );
+        }
+        files[files.len() - 2].clone()
+    } else {
+        match files.last() {
+            Some(f) => f.clone(),
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+                    ),
+                );
+            }
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    // With follow, the stream ends once the container stops or a newer attempt began.
+    let stopped = Arc::new(AtomicBool::new(opts.previous || !opts.follow));
+    if opts.follow && !opts.previous {
+        let flag = stopped.clone();
+        let watcher = shared.clone();
+        let (uid, container, newest) = (uid.clone(), container.to_owned(), chosen.clone());
+        let closed = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let replaced = logs::container_log_files(&dir, &container).last() != Some(&newest);
+                if replaced || !running(&watcher, &uid, &container).await {
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+                tokio::select! {
+                    _ = closed.closed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let done = move || stopped.load(Ordering::SeqCst);
+        if let Err(e) = logs::stream(chosen.clone(), opts, tx, done).await {
+            tracing::debug!(path = %chosen.display(), error = %e, "reading a container log failed");
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    })
+    .boxed();
+    let mut r = Response::new(BodyExt::boxed_unsync(StreamBody::new(body)));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// The query of an exec or attach request: the command and which streams.
+#[derive(Debug, Default, PartialEq)]
+struct StreamQuery {
+    command: Vec<String>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+}
+
+fn stream_query(query: &str) -> StreamQuery {
+    let mut q = StreamQuery::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = logs::percent_decode(v);
+        let on = v == "1" || v == "true";
+        match k {
+            "command" => q.command.push(v),
+            "stdin" | "input" => q.stdin = on,
+            "stdout" | "output" => q.stdout = on,
+            "stderr" | "error" => q.stderr = on,
+            "tty" => q.tty = on,
+            _ => {}
+        }
+    }
+    q
+}
+
+/// The id of the running container `container` of the pod with `uid`.
+async fn running_container(shared: &Shared, uid: &str, container: &str) -> Option<String> {
+    let filter = ContainerFilter {
+        label_selector: [
+            (keys::POD_UID.to_owned(), uid.to_owned()),
+            (keys::CONTAINER_NAME.to_owned(), container.to_owned()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let containers = shared.runtime.list_containers(Some(filter)).await.ok()?;
+    containers.into_iter().find(|c| c.state == ContainerState::ContainerRunning as i32).map(|c| c.id)
+}
+
+/// `exec` and `attach`: asks the runtime for a streaming session, then hands the
+/// client's upgrade request (WebSocket, `v4.channel.k8s.io`) to the runtime's streaming
+/// server and splices the two connections, as the kubelet proxies to its runtime.
+async fn stream_session(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    verb: &str,
+    ns: &str,
+    name: &str,
+    container: &str,
+    query: &str,
+) -> Response<Body> {
+    let q = stream_query(query);
+    if verb == "exec" && q.command.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "you must specify at least 1 command");
+    }
+    if !(q.stdin || q.stdout || q.stderr) {
+        return text(StatusCode::BAD_REQUEST, "you must specify at least 1 of stdin, stdout, stderr");
+    }
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    let pod = match pods.get_opt(name).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return text(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{name}: {e}")),
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let Some(id) = running_container(&shared, &uid, container).await else {
+        return text(StatusCode::BAD_REQUEST, format!("container not found ({container:?})"));
+    };
+    let url = if verb == "exec" {
+        let request = cri::api::ExecRequest {
+            container_id: id,
+            cmd: q.command.clone(),
+            tty: q.tty,
+            stdin: q.stdin,
+            stdout: q.stdout,
+            stderr: q.stderr && !q.tty,
+        };
+        shared.runtime.exec(request).await
+    } else {
+        let request = cri::api::AttachRequest {
+            container_id: id,
+            stdin: q.stdin,
+            tty: q.tty,
+            stdout: q.stdout,
+            stderr: q.stderr && !q.tty,
+        };
+        shared.runtime.attach(request).await
+    };
+    let url = match url {
+        Ok(u) => u,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, super::grpc_message(&e)),
+    };
+    match splice_upgrade(req, &url).await {
+        Ok(r) => r,
+        Err(e) => text(StatusCode::BAD_GATEWAY, format!("streaming from the container runtime: {e}")),
+    }
+}
+
+/// Sends the client's upgrade request to the runtime's streaming `url` (plain HTTP
+/// on the node), answers the client with the runtime's answer, and once both sides
+/// switched protocols, copies bytes between them until either ends.
+async fn splice_upgrade(req: Request<Incoming>, url: &str) -> Result<Response<Body>, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("bad streaming URL {url:?}: {e}"))?;
+    let authority = uri.authority().ok_or_else(|| format!("streaming URL {url:?} has no host"))?.to_string();
+    let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let tcp = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut upstream = http::Request::get(path);
+    for (k, v) in req.headers() {
+        let name = k.as_str();
+        if name == "host" || name == "authorization" {
+            continue;
+        }
+        upstream = upstream.header(k, v);
+    }
+    let upstream = upstream
+        .header(http::header::HOST, authority.as_str())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let mut answer = sender.send_request(upstream).await.map_err(|e| e.to_string())?;
+    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let code = answer.status();
+        let body = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Ok(text(code, String::from_utf8_lossy(&body).into_owned()));
+    }
+    let mut reply = Response::new(http_body_util::Empty::<Bytes>::new().boxed_unsync());
+    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *reply.headers_mut() = answer.headers().clone();
+    tokio::spawn(async move {
+        let (client, runtime) =
+            match tokio::try_join!(hyper::upgrade::on(req), hyper::upgrade::on(&mut answer)) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "streaming upgrade failed");
+                    return;
+                }
+            };
+        let (mut client, mut runtime) = (TokioIo::new(client), TokioIo::new(runtime));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut runtime).await;
+    });
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_queries_name_the_command_and_the_streams() {
+        let q = stream_query("command=sh&command=-c&command=echo%20hi%3B+exit%203&stdout=1&stderr=1&tty=0");
+        assert_eq!(q.command, ["sh", "-c", "echo hi; exit 3"]);
+        assert!(q.stdout && q.stderr && !q.stdin && !q.tty);
+        let q = stream_query("input=1&output=1&tty=true");
+        assert!(q.stdin && q.stdout && q.tty && !q.stderr);
+    }
+}
