@@ -507,6 +507,83 @@ spec:
     resources: {limits: {memory: 32Mi}}
 "#;
 
+const STATEFUL: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: keeper}
+spec:
+  serviceName: keeper
+  replicas: 1
+  selector: {matchLabels: {app: keeper}}
+  template:
+    metadata: {labels: {app: keeper}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: IMAGE
+        command: ["sh", "-c", "[ -f /data/first ] || echo $(hostname)-$RANDOM > /data/first; exec sleep 3600"]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 10Mi}}
+"#;
+
+const TICKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: IMAGE
+    command: ["sh", "-c", "while true; do echo tick; sleep 1; done"]
+"#;
+
+#[test]
+fn stateful_pods_keep_their_volumes_and_attach_streams_output() {
+    let c = AgentCluster::start("kruste2e2", 245);
+
+    // A StatefulSet pod's claim is provisioned on the node (local-path), and the data
+    // written there survives the pod being deleted and recreated.
+    c.apply(STATEFUL);
+    c.wait_for(&["statefulset", "keeper"], "{.status.readyReplicas}", "1");
+    assert_eq!(c.jsonpath(&["pvc", "data-keeper-0"], "{.status.phase}"), "Bound");
+    let first = c.c().ok(&["exec", "keeper-0", "--", "cat", "/data/first"]);
+    assert!(first.starts_with("keeper-0-"), "{first}");
+    let uid = c.jsonpath(&["pod", "keeper-0"], "{.metadata.uid}");
+    c.c().ok(&["delete", "pod", "keeper-0"]);
+    assert!(
+        c.eventually(WAIT, || {
+            let now = c.jsonpath(&["pod", "keeper-0"], "{.metadata.uid}");
+            !now.is_empty() && now != uid && c.jsonpath(&["pod", "keeper-0"], "{.status.phase}") == "Running"
+        }),
+        "keeper-0 was not recreated\n{}",
+        tail(&c.log(), 60)
+    );
+    c.wait_for(&["statefulset", "keeper"], "{.status.readyReplicas}", "1");
+    assert_eq!(c.c().ok(&["exec", "keeper-0", "--", "cat", "/data/first"]), first);
+
+    // `kubectl attach` streams what the container prints.
+    c.apply(TICKER);
+    c.wait_phase("ticker", "Running");
+    let out = std::process::Command::new("timeout")
+        .args(["5", common::KUBECTL, "attach", "ticker"])
+        .env("KUBECONFIG", &c.c().kubeconfig)
+        .env("HOME", c.c().path())
+        .output()
+        .expect("run kubectl attach");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("tick"),
+        "attach printed {stdout:?}, stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_node_agent_reports_failures_as_kubernetes_does() {
     let c = AgentCluster::start("kruste2e1", 246);

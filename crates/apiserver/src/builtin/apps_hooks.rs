@@ -255,7 +255,27 @@ impl Hooks<StatefulSet> for StatefulSetHooks {
         let mut errs = Vec::new();
         let Some(s) = &ss.spec else { return vec![FieldError::required("spec", "")] };
         non_negative("spec.replicas", s.replicas, &mut errs);
-        validate_selector_and_template(Some(&s.selector), Some(&s.template), &["Always"], &mut errs);
+        // Pods mount their claims by the templates' names, as volumes the controller adds.
+        let mut template = s.template.clone();
+        if let Some(spec) = template.spec.as_mut() {
+            let volumes = spec.volumes.get_or_insert_with(Vec::new);
+            for claim in s.volume_claim_templates.iter().flatten() {
+                let name = claim.metadata.name.clone().unwrap_or_default();
+                if !name.is_empty() && !volumes.iter().any(|v| v.name == name) {
+                    volumes.push(k8s_openapi::api::core::v1::Volume {
+                        name: name.clone(),
+                        persistent_volume_claim: Some(
+                            k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                                claim_name: name,
+                                read_only: None,
+                            },
+                        ),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        validate_selector_and_template(Some(&s.selector), Some(&template), &["Always"], &mut errs);
         if let Some(p) = s.pod_management_policy.as_deref()
             && !matches!(p, "OrderedReady" | "Parallel")
         {
@@ -408,5 +428,34 @@ impl Hooks<ReplicationController> for RcHooks {
             }
         }
         errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stateful(mount: &str) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "db"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "c", "image": "x",
+                        "volumeMounts": [{"name": mount, "mountPath": "/data"}]}]}
+                },
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn stateful_set_pods_may_mount_their_claim_templates() {
+        assert!(StatefulSetHooks.validate(&stateful("data")).is_empty());
+        let errs = StatefulSetHooks.validate(&stateful("other"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "spec.template.spec.containers[0].volumeMounts[0].name");
     }
 }
