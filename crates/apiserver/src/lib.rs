@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod error;
 pub mod fieldcheck;
 pub mod handlers;
+pub mod join;
 pub mod jsonpath;
 pub mod meta;
 pub mod metrics;
@@ -46,6 +47,8 @@ pub struct Config {
     /// How this server reaches node agents (`pods/log`): TLS with its client
     /// certificate. `None`: such requests fail with 503.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// Serves `/cacerts` and node credentials to joining agents; `None`: no joining.
+    pub node_join: Option<Arc<dyn join::NodeJoin>>,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             advertise_address: "127.0.0.1".into(),
             advertise_port: 6443,
             kubelet_client: None,
+            node_join: None,
         }
     }
 }

@@ -189,8 +189,8 @@ pub fn spawn(
 
 /// A client for the cluster from `--kubeconfig`, or `--server`, `--token` and
 /// `--certificate-authority`.
-async fn cluster_client(args: &AgentArgs) -> Result<kube::Client> {
-    let config = match (&args.kubeconfig, &args.server, &args.token) {
+async fn cluster_client(args: &AgentArgs, token: Option<&str>) -> Result<kube::Client> {
+    let config = match (&args.kubeconfig, &args.server, token) {
         (Some(path), _, _) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
@@ -201,8 +201,8 @@ async fn cluster_client(args: &AgentArgs) -> Result<kube::Client> {
         (None, Some(server), Some(token)) => {
             let Some(ca_path) = &args.certificate_authority else {
                 bail!(
-                    "joining with --server and --token needs the server's CA certificate (--certificate-authority, \
-                     the server's DATA_DIR/tls/ca.crt): join tokens that carry the CA's hash are not implemented yet"
+                    "a plain bearer token needs the server's CA certificate (--certificate-authority, the server's \
+                     DATA_DIR/tls/ca.crt); a join token (K10..., the server's DATA_DIR/agent-token) needs none"
                 );
             };
             let ca = std::fs::read(ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
@@ -232,13 +232,37 @@ async fn cluster_client(args: &AgentArgs) -> Result<kube::Client> {
 
 /// `krust agent`: joins a cluster and runs its pods until interrupted.
 pub async fn run(args: AgentArgs) -> Result<()> {
-    let client = cluster_client(&args).await?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let join_token =
+        token.as_deref().filter(|t| t.starts_with("K10")).map(crate::join::Token::parse).transpose()?;
+    let (client, api_tls) = match (&args.server, join_token) {
+        (Some(server), Some(token)) if args.kubeconfig.is_none() => {
+            // A join token: the node gets its own certificates from the server.
+            let name = node_name(&args.node);
+            let addresses =
+                vec![node_ip(&args.node), crate::certs::hostname(), "localhost".into(), "127.0.0.1".into()];
+            let joined = crate::join::join(server, &token, &name, addresses).await?;
+            tracing::info!(node = %name, "joined the cluster with the node's own certificate");
+            (joined.client, Some(joined.api_tls))
+        }
+        // Without certificates from the cluster CA the agent serves no API, and
+        // `kubectl logs`/`exec` say so for its pods.
+        _ => (cluster_client(&args, token.as_deref()).await?, None),
+    };
     let data_dir = crate::server::data_dir(args.data_dir.clone());
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let containerd: Supervised = Arc::default();
-    // Without a certificate from the cluster CA (join tokens that issue one are not
-    // implemented), a joined agent serves no API: `kubectl logs` says so for its pods.
-    let agent = start(client, args.node.clone(), data_dir.clone(), BTreeMap::new(), None, containerd.clone());
+    let agent =
+        start(client, args.node.clone(), data_dir.clone(), BTreeMap::new(), api_tls, containerd.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let result = tokio::select! {

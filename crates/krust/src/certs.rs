@@ -143,19 +143,8 @@ impl Pki {
         })
     }
 
-    fn issuer<T>(&self, f: impl FnOnce(&Issuer<'_, &KeyPair>) -> Result<T>) -> Result<T> {
-        let ca_keypair = KeyPair::from_pem(&self.ca_key).context("parsing the CA key")?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&self.ca_cert, &ca_keypair).context("loading the CA certificate")?;
-        f(&issuer)
-    }
-
     fn ca_roots(&self) -> Result<rustls::RootCertStore> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut self.ca_cert.as_bytes()) {
-            roots.add(cert.context("parsing the CA certificate")?).context("trusting the CA certificate")?;
-        }
-        Ok(roots)
+        ca_roots(&self.ca_cert)
     }
 
     /// How the API server calls node agents (`pods/log`): a client certificate of
@@ -163,7 +152,7 @@ impl Pki {
     /// agents' serving certificates checked against the cluster CA.
     pub fn kubelet_client_tls(&self) -> Result<Arc<rustls::ClientConfig>> {
         let (cert, key) =
-            self.issuer(|i| issue_client(i, "kube-apiserver-kubelet-client", &["system:masters"]))?;
+            issue_with(&self.ca_cert, &self.ca_key, "kube-apiserver-kubelet-client", &["system:masters"])?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -178,29 +167,8 @@ impl Pki {
     /// cluster CA signs for `sans` (issued on every start), and only clients with a
     /// certificate of the cluster CA admitted.
     pub fn agent_api_tls(&self, sans: Vec<String>) -> Result<Arc<rustls::ServerConfig>> {
-        let (cert, key) = self.issuer(|issuer| {
-            let key = KeyPair::generate().context("generating the agent's serving key")?;
-            let mut params = CertificateParams::new(sans).context("agent serving certificate parameters")?;
-            params.distinguished_name = dn("krust-agent", &[]);
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-            let cert = params.signed_by(&key, issuer).context("signing the agent's serving certificate")?;
-            Ok((cert.pem(), key.serialize_pem()))
-        })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(self.ca_roots()?),
-            provider.clone(),
-        )
-        .build()
-        .context("the agent's client verifier")?;
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(pem_chain(&cert)?, pem_key(&key)?)
-            .context("the agent's serving certificate")?;
-        Ok(Arc::new(config))
+        let (cert, key) = issue_serving_with(&self.ca_cert, &self.ca_key, "krust-agent", sans)?;
+        server_tls(&self.ca_cert, &cert, &key)
     }
 
     /// What the HTTPS listener needs.
@@ -216,6 +184,67 @@ impl Pki {
             .context("parsing the CA certificate")?;
         Ok(apiserver::serve::TlsMaterial { cert_chain: chain, key, client_cas: cas })
     }
+}
+
+fn ca_roots(ca_pem: &str) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.context("parsing the CA certificate")?).context("trusting the CA certificate")?;
+    }
+    Ok(roots)
+}
+
+/// Signs with the CA given as PEM.
+fn with_issuer<T>(
+    ca_pem: &str,
+    ca_key: &str,
+    f: impl FnOnce(&Issuer<'_, &KeyPair>) -> Result<T>,
+) -> Result<T> {
+    let ca_keypair = KeyPair::from_pem(ca_key).context("parsing the CA key")?;
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, &ca_keypair).context("loading the CA certificate")?;
+    f(&issuer)
+}
+
+/// A client certificate and key (PEM) for `user` in `groups`, signed by the CA.
+pub fn issue_with(ca_pem: &str, ca_key: &str, user: &str, groups: &[&str]) -> Result<(String, String)> {
+    with_issuer(ca_pem, ca_key, |issuer| issue_client(issuer, user, groups))
+}
+
+/// A serving certificate and key (PEM) for `sans`, signed by the CA.
+pub fn issue_serving_with(
+    ca_pem: &str,
+    ca_key: &str,
+    cn: &str,
+    sans: Vec<String>,
+) -> Result<(String, String)> {
+    with_issuer(ca_pem, ca_key, |issuer| {
+        let key = KeyPair::generate().context("generating a serving key")?;
+        let mut params = CertificateParams::new(sans).context("serving certificate parameters")?;
+        params.distinguished_name = dn(cn, &[]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let cert = params.signed_by(&key, issuer).context("signing a serving certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
+    })
+}
+
+/// TLS for a server that presents `cert_pem` and admits only clients with a
+/// certificate of the CA (the node agent's API).
+pub fn server_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(ca_roots(ca_pem)?),
+        provider.clone(),
+    )
+    .build()
+    .context("the client certificate verifier")?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pem_chain(cert_pem)?, pem_key(key_pem)?)
+        .context("the serving certificate")?;
+    Ok(Arc::new(config))
 }
 
 fn pem_chain(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {

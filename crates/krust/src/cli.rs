@@ -59,12 +59,16 @@ pub struct AgentArgs {
     /// The API server to join, e.g. https://10.0.0.1:6443.
     #[arg(long, env = "KRUST_URL")]
     pub server: Option<String>,
-    /// The token to authenticate with (the server has no join tokens yet: give a bearer
-    /// token it accepts, such as the one in its DATA_DIR/token).
+    /// The join token (`K10<CA hash>::<secret>`, the server's DATA_DIR/agent-token): the
+    /// agent checks the server's CA against it and gets the node's own certificates.
+    /// A plain bearer token also works, with --certificate-authority.
     #[arg(long, env = "KRUST_TOKEN")]
     pub token: Option<String>,
-    /// The server's CA certificate (PEM), to verify it when joining with --server/--token
-    /// (the server's DATA_DIR/tls/ca.crt).
+    /// Read the token from this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The server's CA certificate (PEM), needed only with a plain bearer token (the
+    /// server's DATA_DIR/tls/ca.crt).
     #[arg(long)]
     pub certificate_authority: Option<PathBuf>,
     /// A kubeconfig to reach the cluster with, instead of --server/--token.

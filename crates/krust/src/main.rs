@@ -3,6 +3,7 @@
 mod agent;
 mod certs;
 mod cli;
+mod join;
 mod server;
 mod sim;
 

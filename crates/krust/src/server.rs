@@ -79,11 +79,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .find(|a| !a.is_loopback())
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
+    let (join_authority, join_token) = crate::join::Authority::load_or_create(&dir, &pki)?;
     let config = apiserver::Config {
         service_cidr: args.service_cidr.clone(),
         advertise_address: advertise,
         advertise_port: args.port,
         kubelet_client: Some(pki.kubelet_client_tls()?),
+        node_join: Some(Arc::new(join_authority)),
         ..Default::default()
     };
     let authn = apiserver::auth::Authenticator::new();
@@ -163,6 +165,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     println!("krust is serving the Kubernetes API on {server_url}");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get namespaces");
+    println!("Another machine joins as a node with:");
+    println!("  krust agent --server https://<this host>:{} --token {}", args.port, join_token.render());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let result = tokio::select! {

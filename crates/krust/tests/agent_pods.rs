@@ -39,6 +39,11 @@ fn require_everything() {
 /// host undone when dropped (also when the test failed half-way).
 struct AgentCluster {
     cluster: Option<Cluster>,
+    /// A separate `krust agent` process, when the node joined instead of running in
+    /// the server.
+    agent: Option<std::process::Child>,
+    /// The data directory of the agent (holding `agent/containerd`).
+    agent_root: PathBuf,
     rt: tokio::runtime::Runtime,
     _registry: Registry,
     image: String,
@@ -71,7 +76,65 @@ impl AgentCluster {
             "--pod-cidr",
             &cidr,
         ]);
-        let c = Self { cluster: Some(cluster), rt, _registry: registry, image, _guards: guards };
+        let agent_root = cluster.data_dir();
+        let c = Self {
+            cluster: Some(cluster),
+            agent: None,
+            agent_root,
+            rt,
+            _registry: registry,
+            image,
+            _guards: guards,
+        };
+        c.wait_ready();
+        c
+    }
+
+    /// A cluster whose node joins with `krust agent --server --token-file`.
+    fn start_joined(bridge: &str, third_octet: u8) -> Self {
+        require_everything();
+        let guards = (HostDirsGuard::save(), IpForwardGuard::save(), LinkGuard::new(bridge));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let registry = rt.block_on(Registry::start()).expect("starting the test registry");
+        let image = rt
+            .block_on(BusyboxImage::new("krust-e2e/busybox", "1").build_and_push(registry.host()))
+            .expect("building and pushing the busybox test image");
+        let cluster = Cluster::start();
+        let agent_root = cluster.path().join("agent-data");
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        let log = std::fs::File::create(cluster.path().join("agent.log")).unwrap();
+        let agent = std::process::Command::new(env!("CARGO_BIN_EXE_krust"))
+            .args(["agent", "--server", &format!("https://127.0.0.1:{}", cluster.port)])
+            .arg("--token-file")
+            .arg(cluster.data_dir().join("agent-token"))
+            .arg("--data-dir")
+            .arg(&agent_root)
+            .args(["--node-name", NODE, "--node-ip", "127.0.0.1", "--kubelet-port", &port])
+            .args(["--cni-bridge", bridge, "--pod-cidr", &format!("10.42.{third_octet}.0/24")])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start krust agent");
+        let c = Self {
+            cluster: Some(cluster),
+            agent: Some(agent),
+            agent_root,
+            rt,
+            _registry: registry,
+            image,
+            _guards: guards,
+        };
+        c.wait_ready();
+        c
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.c().path().join("agent.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&self) {
+        let c = self;
         assert!(
             c.eventually(WAIT, || c.kubectl_out(&[
                 "get",
@@ -80,10 +143,10 @@ impl AgentCluster {
                 "-o",
                 "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"
             ]) == "True"),
-            "the agent's node never became Ready; server log:\n{}",
-            c.log()
+            "the agent's node never became Ready; server log:\n{}\nagent log:\n{}",
+            c.log(),
+            c.agent_log()
         );
-        c
     }
 
     fn c(&self) -> &Cluster {
@@ -103,11 +166,11 @@ impl AgentCluster {
     }
 
     fn socket(&self) -> PathBuf {
-        self.c().data_dir().join("agent").join("containerd").join("containerd.sock")
+        self.agent_root.join("agent").join("containerd").join("containerd.sock")
     }
 
     fn pid_file(&self) -> PathBuf {
-        self.c().data_dir().join("agent").join("containerd").join("containerd.pid")
+        self.agent_root.join("agent").join("containerd").join("containerd.pid")
     }
 
     fn jsonpath(&self, what: &[&str], path: &str) -> String {
@@ -193,7 +256,7 @@ impl Drop for AgentCluster {
     /// under the data directory are unmounted last.
     fn drop(&mut self) {
         let Some(cluster) = self.cluster.as_ref() else { return };
-        let data_dir = cluster.data_dir();
+        let data_dir = self.agent_root.clone();
         let endpoint = format!("unix://{}", self.socket().display());
         let containerd_pid =
             std::fs::read_to_string(self.pid_file()).ok().and_then(|s| s.trim().parse::<i32>().ok());
@@ -214,6 +277,16 @@ impl Drop for AgentCluster {
             std::thread::sleep(Duration::from_millis(250));
         }
         let mut cluster = self.cluster.take().expect("cluster");
+        if let Some(mut agent) = self.agent.take() {
+            let signal = if drained { "-TERM" } else { "-KILL" };
+            let _ = std::process::Command::new("kill").args([signal, &agent.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !matches!(agent.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
         if drained {
             cluster.terminate(Duration::from_secs(30));
         } else {
@@ -642,4 +715,32 @@ fn the_node_agent_reports_failures_as_kubernetes_does() {
     // Through all of it, other pods keep running.
     c.apply(DEPLOYMENT);
     c.wait_for(&["deployment", "web"], "{.status.readyReplicas}", "2");
+}
+
+#[test]
+fn a_node_joins_with_a_token_and_serves_logs_and_exec() {
+    let c = AgentCluster::start_joined("kruste2e3", 244);
+    // The node registered with its own identity.
+    let managers = c.jsonpath(&["node", NODE], "{.metadata.managedFields[*].manager}");
+    assert!(!managers.is_empty(), "{managers}");
+    c.apply(TALKER);
+    c.wait_phase("talker", "Succeeded");
+    assert_eq!(c.c().ok(&["logs", "talker"]), "line 1\nline 2\nline 3\noops\nlate\n");
+    c.apply(DEPLOYMENT);
+    c.wait_for(&["deployment", "web"], "{.status.readyReplicas}", "2");
+    let web = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    assert_eq!(c.c().ok(&["exec", &web, "--", "cat", "/etc/hostname"]).trim(), web);
+
+    // A token whose CA hash is not the server's is refused before anything is sent.
+    let token = std::fs::read_to_string(c.c().data_dir().join("agent-token")).unwrap();
+    let wrong = format!("K10{}{}", "0".repeat(64), &token.trim()[67..]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_krust"))
+        .args(["agent", "--server", &format!("https://127.0.0.1:{}", c.c().port), "--token", &wrong])
+        .arg("--data-dir")
+        .arg(c.c().path().join("never"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to join"), "{err}");
 }

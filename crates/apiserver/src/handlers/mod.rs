@@ -109,6 +109,16 @@ fn is_public(path: &str) -> bool {
 async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
+    // Joining agents: not authenticated as users (the join secret is checked instead).
+    if let Some(join) = api.config.node_join.as_deref() {
+        match (&parts.method, path.as_str()) {
+            (&Method::GET, "/cacerts") => return Ok(crate::join::cacerts(join)),
+            (&Method::POST, "/v1-krust/node-credentials") => {
+                return crate::join::node_credentials(join, &parts.headers, body).await;
+            }
+            _ => {}
+        }
+    }
     let cert = parts.extensions.get::<CertIdentity>();
     let user = match parts
         .extensions

@@ -541,6 +541,21 @@ pub fn apply_patch(ctx: &Ctx, pt: PatchType, original: &Value, patch: &Value) ->
     }
 }
 
+/// Whether a patch document sets `metadata.resourceVersion` (a precondition).
+fn patch_pins_resource_version(pt: PatchType, doc: &Value) -> bool {
+    match pt {
+        PatchType::Json => doc.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| {
+                op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                    && matches!(op.get("op").and_then(Value::as_str), Some("add" | "replace" | "test"))
+            })
+        }),
+        _ => {
+            doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty())
+        }
+    }
+}
+
 pub async fn patch(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let pt = patch_type(ctx)?;
     let dry = ctx.query.dry_run()?;
@@ -587,7 +602,10 @@ pub async fn patch(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
             )));
         }
         reconcile_identity(ctx, &mut patched, Some(&name))?;
-        if old.is_none() {
+        // The stored version's resourceVersion stays in the patched object; it pins the
+        // write (409 on a lost race) only when the patch itself names one. Otherwise a
+        // concurrent writer makes this patch apply again to the newer object.
+        if old.is_none() || !patch_pins_resource_version(pt, &doc) {
             set_meta(&mut patched, "resourceVersion", None);
         }
         Ok(patched)
