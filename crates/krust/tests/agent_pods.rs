@@ -460,6 +460,11 @@ fn the_node_agent_runs_real_pods() {
         c.jsonpath(&["pod", "init-demo"], "{.status.containerStatuses[0].state.terminated.exitCode}"),
         "0"
     );
+    let describe = c.c().ok(&["describe", "pod", "init-demo"]);
+    for want in ["Scheduled", "Pulled", "Created container: writer", "Started container reader", "Completed"]
+    {
+        assert!(describe.contains(want), "describe lacks {want:?}:\n{describe}");
+    }
 
     // A ConfigMap and a Secret as env and as files; the downward API as env.
     c.apply(CONFIG_AND_SECRET);
@@ -551,6 +556,14 @@ spec:
     env: [{name: X, valueFrom: {configMapKeyRef: {name: missing, key: k}}}]
 "#;
 
+const NO_COMMAND: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: no-command}
+spec:
+  containers: [{name: c, image: IMAGE, command: ["/no/such/program"]}]
+"#;
+
 const LIVENESS: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -616,6 +629,26 @@ spec:
     command: ["sh", "-c", "while true; do echo tick; sleep 1; done"]
 "#;
 
+const SIDECAR: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: with-sidecar}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: logs, emptyDir: {}}]
+  initContainers:
+  - name: tailer
+    image: IMAGE
+    restartPolicy: Always
+    command: ["sh", "-c", "while [ ! -f /logs/app.log ]; do sleep 0.2; done; exec tail -f /logs/app.log"]
+    volumeMounts: [{name: logs, mountPath: /logs}]
+  containers:
+  - name: app
+    image: IMAGE
+    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo entry $i >> /logs/app.log; sleep 1; done"]
+    volumeMounts: [{name: logs, mountPath: /logs}]
+"#;
+
 #[test]
 fn stateful_pods_keep_their_volumes_and_attach_streams_output() {
     let c = AgentCluster::start("kruste2e2", 245);
@@ -639,6 +672,17 @@ fn stateful_pods_keep_their_volumes_and_attach_streams_output() {
     );
     c.wait_for(&["statefulset", "keeper"], "{.status.readyReplicas}", "1");
     assert_eq!(c.c().ok(&["exec", "keeper-0", "--", "cat", "/data/first"]), first);
+
+    // A sidecar (an init container that keeps running) reads the app's log file from a
+    // shared emptyDir.
+    c.apply(SIDECAR);
+    c.wait_phase("with-sidecar", "Running");
+    let ok =
+        c.eventually(WAIT, || c.kubectl_out(&["logs", "with-sidecar", "-c", "tailer"]).contains("entry 2"));
+    assert!(ok, "{}", c.kubectl_out(&["get", "pod", "with-sidecar", "-o", "yaml"]));
+    assert_eq!(c.jsonpath(&["pod", "with-sidecar"], "{.status.initContainerStatuses[0].started}"), "true");
+    let wide = c.c().ok(&["get", "pod", "with-sidecar"]);
+    assert!(wide.contains("2/2"), "{wide}");
 
     // `kubectl attach` streams what the container prints.
     c.apply(TICKER);
@@ -681,6 +725,18 @@ fn the_node_agent_reports_failures_as_kubernetes_does() {
     );
     let message = c.jsonpath(&["pod", "no-config"], "{.status.containerStatuses[0].state.waiting.message}");
     assert_eq!(message, "configmap \"missing\" not found");
+
+    // A command that is not found: the container cannot start; the reason and the
+    // event say why.
+    c.apply(NO_COMMAND);
+    let ok = c.eventually(WAIT, || {
+        let reason =
+            c.jsonpath(&["pod", "no-command"], "{.status.containerStatuses[0].state.waiting.reason}");
+        reason == "RunContainerError" || reason == "CrashLoopBackOff"
+    });
+    assert!(ok, "{}", c.kubectl_out(&["get", "pod", "no-command", "-o", "yaml"]));
+    let events = c.kubectl_out(&["get", "events", "--field-selector", "involvedObject.name=no-command"]);
+    assert!(events.contains("Failed") && events.contains("/no/such/program"), "{events}");
 
     // A failing liveness probe restarts the container; the count shows in `get pods`.
     c.apply(LIVENESS);
