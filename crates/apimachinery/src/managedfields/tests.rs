@@ -298,3 +298,21 @@ fn untyped_objects_are_granular_maps_with_atomic_lists() {
     );
     assert_eq!(managed[0]["fieldsV1"], json!({"f:spec": {".": {}, "f:b": {}, "f:l": {}}}));
 }
+
+#[test]
+fn a_status_change_to_a_large_object_is_compared_by_the_changed_leaves_only() {
+    let ty = super::typed::TypeRef::untyped();
+    let mut old = serde_json::json!({"metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"x": 1, "y": [1, 2]},
+        "status": {"phase": "Pending", "podIP": null}});
+    let mut new = old.clone();
+    new["status"]["phase"] = "Running".into();
+    new["status"]["hostIP"] = "10.0.0.1".into();
+    let cmp = super::typed::compare(&old, &new, &ty);
+    assert_eq!(cmp.modified.paths().len(), 1);
+    assert_eq!(cmp.added.paths().len(), 1);
+    assert!(cmp.removed.is_empty());
+    old["spec"]["y"] = serde_json::json!([1, 3]);
+    let cmp = super::typed::compare(&old, &new, &ty);
+    // The atomic list and the phase changed.
+    assert_eq!(cmp.modified.paths().len(), 2);
+}

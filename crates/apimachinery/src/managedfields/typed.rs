@@ -331,25 +331,6 @@ pub(crate) fn remove(v: &Value, remove: &Set, ty: &TypeRef<'_>) -> Option<Value>
     }
 }
 
-/// The value and type at `path`, if present.
-fn get_at<'v, 't>(v: &'v Value, ty: TypeRef<'t>, path: &[PathElement]) -> Option<(&'v Value, TypeRef<'t>)> {
-    let Some((first, rest)) = path.split_first() else {
-        return Some((v, ty));
-    };
-    match (first, v) {
-        (PathElement::Field(k), Value::Object(m)) => get_at(m.get(k)?, ty.field(k), rest),
-        (pe, Value::Array(items)) => {
-            let Node::List(kind) = ty.node(v) else {
-                return None;
-            };
-            let (_, item) =
-                items.iter().enumerate().find(|(i, item)| item_element(&kind, &ty, item, *i) == *pe)?;
-            get_at(item, ty.items(), rest)
-        }
-        _ => None,
-    }
-}
-
 /// What changed between two versions of an object, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Comparison {
@@ -363,22 +344,53 @@ pub(crate) struct Comparison {
 pub(crate) fn compare(lhs: &Value, rhs: &Value, ty: &TypeRef<'_>) -> Comparison {
     let lset = to_field_set(lhs, ty);
     let rset = to_field_set(rhs, ty);
+    let both = lset.intersection(&rset);
     let mut modified = Set::new();
-    for p in lset.intersection(&rset).paths() {
-        let (Some((a, aty)), Some((b, _))) = (get_at(lhs, *ty, &p), get_at(rhs, *ty, &p)) else {
-            continue;
-        };
-        if a == b {
-            continue;
+    modified_paths(lhs, rhs, ty, &mut Vec::new(), &both, &mut modified);
+    Comparison { added: rset.difference(&lset), removed: lset.difference(&rset), modified }
+}
+
+/// The paths of `both` whose values differ between `a` and `b`, leaves and atomic
+/// values only. Walks both values together and skips every equal subtree, so a small
+/// change to a large object costs little.
+fn modified_paths(a: &Value, b: &Value, ty: &TypeRef<'_>, path: &mut Path, both: &Set, out: &mut Set) {
+    if a == b {
+        return;
+    }
+    match (ty.node(a), a, b) {
+        (Node::Object { atomic: false }, Value::Object(ma), Value::Object(mb)) => {
+            for (k, ca) in ma {
+                if let Some(cb) = mb.get(k) {
+                    path.push(PathElement::Field(k.clone()));
+                    modified_paths(ca, cb, &ty.field(k), path, both, out);
+                    path.pop();
+                }
+            }
         }
-        let granular_containers = matches!(
-            (aty.node(a), a, b),
-            (Node::Object { atomic: false }, Value::Object(_), Value::Object(_))
-                | (Node::List(ListKind::Set | ListKind::Map(_)), Value::Array(_), Value::Array(_))
-        );
-        if !granular_containers {
-            modified.insert(&p);
+        (Node::List(kind @ (ListKind::Set | ListKind::Map(_))), Value::Array(ia), Value::Array(ib)) => {
+            let item_ty = ty.items();
+            // An element names the first item that has it, on each side.
+            let mut rhs: std::collections::BTreeMap<PathElement, &Value> = std::collections::BTreeMap::new();
+            for (i, item) in ib.iter().enumerate() {
+                rhs.entry(item_element(&kind, ty, item, i)).or_insert(item);
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, item) in ia.iter().enumerate() {
+                let pe = item_element(&kind, ty, item, i);
+                if !seen.insert(pe.clone()) {
+                    continue;
+                }
+                if let Some(other) = rhs.get(&pe) {
+                    path.push(pe);
+                    modified_paths(item, other, &item_ty, path, both, out);
+                    path.pop();
+                }
+            }
+        }
+        _ => {
+            if both.has(path) {
+                out.insert(path);
+            }
         }
     }
-    Comparison { added: rset.difference(&lset), removed: lset.difference(&rset), modified }
 }

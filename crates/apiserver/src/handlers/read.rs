@@ -48,8 +48,8 @@ impl Filter {
 }
 
 /// An object read from storage, in the served version.
-pub fn served(res: &Resource, obj: &Value) -> Value {
-    res.strategy.convert_out(obj.clone(), &res.api_version())
+pub fn served(res: &Resource, obj: Value) -> Value {
+    res.strategy.convert_out(obj, &res.api_version())
 }
 
 /// Decodes a stored value and stamps its revision.
@@ -103,7 +103,7 @@ pub async fn get(ctx: &Ctx) -> ApiResult<Response> {
             None => return Err(ApiError::not_found(&ctx.res.group, &ctx.res.plural, name)),
         }
     };
-    respond_object(ctx, StatusCode::OK, &served(&ctx.res, &obj))
+    respond_object(ctx, StatusCode::OK, &served(&ctx.res, obj))
 }
 
 /// The decoded `continue` token: the revision of the first page and the last key seen.
@@ -207,7 +207,7 @@ pub async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
         Some(min) => ctx.api.caches.wait_for(min).await?,
     }
     let (objs, rev) = cache.list(&prefix);
-    let items = objs.iter().map(|o| served(&ctx.res, o)).filter(|o| filter.matches(o)).collect();
+    let items = objs.iter().map(|o| served(&ctx.res, (**o).clone())).filter(|o| filter.matches(o)).collect();
     Ok(Listed { items, rv: rev, cont: None, remaining: None })
 }
 
@@ -247,7 +247,7 @@ async fn list_from_store(
         more = page.more;
         for kv in &page.kvs {
             last_key = Some(kv.key.clone());
-            let obj = served(&ctx.res, &decode_stored(kv)?);
+            let obj = served(&ctx.res, decode_stored(kv)?);
             if filter.matches(&obj) {
                 items.push(obj);
                 if want.is_some_and(|w| items.len() >= w) {

@@ -75,7 +75,7 @@ fn set_replicas(ctx: &Ctx, obj: &mut Value, replicas: i64) -> ApiResult<()> {
 
 pub async fn get_scale(ctx: &Ctx) -> ApiResult<Response> {
     let (obj, _) = load(ctx, ctx.name()).await?;
-    let scale = scale_of(ctx, &served(&ctx.res, &obj))?;
+    let scale = scale_of(ctx, &served(&ctx.res, obj.clone()))?;
     Ok(negotiate::encode(StatusCode::OK, &scale, negotiate::Output::Json))
 }
 
@@ -107,7 +107,7 @@ async fn write_scale(ctx: &Ctx, f: impl Fn(&Value) -> ApiResult<Value>) -> ApiRe
         Ok(obj)
     })
     .await?;
-    let scale = scale_of(ctx, &served(&ctx.res, &out))?;
+    let scale = scale_of(ctx, &served(&ctx.res, out.clone()))?;
     Ok(negotiate::encode(StatusCode::OK, &scale, negotiate::Output::Json))
 }
 

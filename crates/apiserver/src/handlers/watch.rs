@@ -23,14 +23,14 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
 /// What one watch event becomes for this watcher, after selectors, in the served version.
 fn project(res: &Resource, filter: &Filter, ev: &WatchEvent) -> Option<(&'static str, Value)> {
-    let obj = served(res, &ev.object);
+    let obj = served(res, (*ev.object).clone());
     let now = filter.is_everything() || filter.matches(&obj);
     let type_ = match ev.type_ {
         EventType::Added => now.then_some("ADDED")?,
         EventType::Deleted => now.then_some("DELETED")?,
         EventType::Modified if filter.is_everything() => "MODIFIED",
         EventType::Modified => {
-            let before = ev.prev.as_ref().is_some_and(|p| filter.matches(&served(res, p)));
+            let before = ev.prev.as_ref().is_some_and(|p| filter.matches(&served(res, (**p).clone())));
             match (before, now) {
                 (true, true) => "MODIFIED",
                 (false, true) => "ADDED",

@@ -238,7 +238,7 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let dry = ctx.query.dry_run()?;
     let fv = FieldValidation::from_query(&ctx.query)?;
     let created = create_object(ctx, obj, dry, fv, "Update").await?;
-    respond_object(ctx, StatusCode::CREATED, &served(&ctx.res, &created))
+    respond_object(ctx, StatusCode::CREATED, &served(&ctx.res, created))
 }
 
 /// Whether anything but metadata and status differs (the rule for bumping generation).
@@ -399,7 +399,7 @@ pub async fn guaranteed_update(
                 Err(e) => return Err(e),
             }
         };
-        let old = served(&res, &decode_stored(&kv)?);
+        let old = served(&res, decode_stored(&kv)?);
         let candidate = mutate(Some(&old))?;
         let pinned = meta::resource_version(&candidate).to_string();
         if !pinned.is_empty() && pinned != meta::resource_version(&old) {
@@ -464,7 +464,7 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     };
     let (out, created) = guaranteed_update(ctx, ctx.name(), opts, |_| Ok(obj.clone())).await?;
     let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-    respond_object(ctx, code, &served(&ctx.res, &out))
+    respond_object(ctx, code, &served(&ctx.res, out))
 }
 
 /// The kinds of patch Kubernetes accepts, by content type.
@@ -612,7 +612,7 @@ pub async fn patch(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     })
     .await?;
     let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-    respond_object(ctx, code, &served(&ctx.res, &out))
+    respond_object(ctx, code, &served(&ctx.res, out))
 }
 
 /// DeleteOptions from the body and the query.
@@ -683,7 +683,7 @@ pub async fn delete_object(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResul
         let Some(kv) = ctx.api.store.get(&key).await? else {
             return Err(ApiError::not_found(&res.group, &res.plural, name));
         };
-        let obj = served(&res, &decode_stored(&kv)?);
+        let obj = served(&res, decode_stored(&kv)?);
         if let Some(uid) = &opts.precondition_uid
             && uid != meta::uid(&obj)
         {

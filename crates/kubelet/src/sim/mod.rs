@@ -3,7 +3,7 @@
 //! the kubelet's state machine (Pending -> Running and Ready with a pod IP; Job pods
 //! Succeeded after a configurable time; graceful deletion honoured) without containers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,7 +74,8 @@ struct Shared {
     /// The pods the reconciler sees (for IPs already in use).
     pods: kube::runtime::reflector::Store<Pod>,
     /// IPs handed out recently, not yet visible in `pods`.
-    reserved: Mutex<Vec<(std::time::Instant, String)>>,
+    /// Pod IPs handed out recently, per node, that the pod cache may not show yet.
+    reserved: Mutex<HashMap<String, Vec<(std::time::Instant, String)>>>,
 }
 
 fn node_name(o: &Options, i: usize) -> String {
@@ -291,7 +292,8 @@ async fn reconcile(pod: Arc<Pod>, shared: Arc<Shared>) -> Result<Action, Error> 
         }
         _ => {
             let ip = {
-                let mut reserved = shared.reserved.lock().unwrap_or_else(|e| e.into_inner());
+                let mut all_reserved = shared.reserved.lock().unwrap_or_else(|e| e.into_inner());
+                let reserved = all_reserved.entry(node.clone()).or_default();
                 reserved.retain(|(t, _)| t.elapsed() < Duration::from_secs(60));
                 let mut used: BTreeSet<String> = reserved.iter().map(|(_, ip)| ip.clone()).collect();
                 for p in shared.pods.state() {
@@ -333,7 +335,7 @@ pub async fn run(client: Client, options: Options) {
         options: options.clone(),
         nodes: Mutex::new(BTreeMap::new()),
         pods: controller.store(),
-        reserved: Mutex::new(Vec::new()),
+        reserved: Mutex::new(HashMap::new()),
     });
     for i in options.first_index..options.first_index + options.count {
         let name = node_name(&options, i);
