@@ -81,3 +81,27 @@ async fn a_patch_naming_an_old_resource_version_is_a_conflict() {
     assert_eq!(code, StatusCode::CONFLICT, "{status}");
     assert_eq!(status["reason"], "Conflict");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_naming_the_newest_resource_version_succeeds_right_after_a_write() {
+    // Writes start from the watch cache's copy, which may not have caught up yet; that
+    // must never turn a correct precondition into a 409, nor hide a change.
+    let api = api().await;
+    call(&api, "POST", CM, "application/json", json!({"metadata": {"name": "c"}, "data": {"n": "0"}})).await;
+    for i in 1..=50 {
+        let (code, patched) = call(
+            &api,
+            "PATCH",
+            &format!("{CM}/c"),
+            "application/merge-patch+json",
+            json!({"data": {"n": "x"}}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{patched}");
+        let mut put = patched.clone();
+        put["data"]["n"] = json!(i.to_string());
+        let (code, body) = call(&api, "PUT", &format!("{CM}/c"), "application/json", put).await;
+        assert_eq!(code, StatusCode::OK, "round {i}: {body}");
+        assert_eq!(body["data"]["n"], json!(i.to_string()));
+    }
+}

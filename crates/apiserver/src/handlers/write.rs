@@ -373,6 +373,14 @@ pub struct UpdateOpts {
     pub manager_operation: &'static str,
 }
 
+/// The watch cache's copy of `key` and its revision, if the cache has one.
+async fn cached_copy(ctx: &Ctx, key: &str) -> Option<(Value, store::Revision)> {
+    let cache = ctx.api.caches.cache(&ctx.res.storage.prefix).await.ok()?;
+    let obj = cache.get(key).0?;
+    let rev: store::Revision = meta::resource_version(&obj).parse().ok()?;
+    Some(((*obj).clone(), rev))
+}
+
 /// Reads the stored object, applies `mutate`, runs the update pipeline and writes with
 /// compare-and-swap, retrying a lost race unless the client pinned a resourceVersion.
 /// Returns the written object and whether it was created.
@@ -384,8 +392,21 @@ pub async fn guaranteed_update(
 ) -> ApiResult<(Value, bool)> {
     let res = ctx.res.clone();
     let key = res.key(ctx.ns(), name);
+    // As kube-apiserver does, the first attempt starts from the watch cache's copy: the
+    // compare-and-swap below rejects it if it is stale, and every retry reads storage.
+    // Anything the stale copy could have decided (a refusal, "nothing changed", a dry
+    // run's answer) is decided again from storage.
+    let mut guess = if opts.dry { None } else { cached_copy(ctx, &key).await };
     for _ in 0..MAX_RETRIES {
-        let Some(kv) = ctx.api.store.get(&key).await? else {
+        let from_cache = guess.is_some();
+        let current = match guess.take() {
+            Some(g) => Some(g),
+            None => match ctx.api.store.get(&key).await? {
+                Some(kv) => Some((decode_stored(&kv)?, kv.mod_revision)),
+                None => None,
+            },
+        };
+        let Some((stored, stored_rev)) = current else {
             if !opts.create_if_missing {
                 return Err(ApiError::not_found(&res.group, &res.plural, name));
             }
@@ -399,15 +420,33 @@ pub async fn guaranteed_update(
                 Err(e) => return Err(e),
             }
         };
-        let old = served(&res, decode_stored(&kv)?);
-        let candidate = mutate(Some(&old))?;
+        let old = served(&res, stored);
+        let candidate = match mutate(Some(&old)) {
+            Ok(c) => c,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        };
         let pinned = meta::resource_version(&candidate).to_string();
         if !pinned.is_empty() && pinned != meta::resource_version(&old) {
+            if from_cache {
+                continue;
+            }
             return Err(ApiError::modified(&res.group, &res.plural, name));
         }
-        let mut new = prepare_update(ctx, candidate, &old)?;
-        crate::builtin::admission::mutate(ctx, &mut new, Some(&old)).await?;
-        crate::builtin::admission::validate(ctx, &new, Some(&old)).await?;
+        let mut new = match prepare_update(ctx, candidate, &old) {
+            Ok(n) => n,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        };
+        let admitted = match crate::builtin::admission::mutate(ctx, &mut new, Some(&old)).await {
+            Ok(()) => crate::builtin::admission::validate(ctx, &new, Some(&old)).await,
+            Err(e) => Err(e),
+        };
+        match admitted {
+            Ok(()) => {}
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        }
         let finishing = meta::is_deleting(&old)
             && blocking_finalizers(&res, &new) == 0
             && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
@@ -415,9 +454,9 @@ pub async fn guaranteed_update(
             if opts.dry {
                 return Ok((new, false));
             }
-            match ctx.api.store.delete(&key, Some(kv.mod_revision)).await {
+            match ctx.api.store.delete(&key, Some(stored_rev)).await {
                 Ok(_) => {
-                    meta::set_resource_version(&mut new, kv.mod_revision);
+                    meta::set_resource_version(&mut new, stored_rev);
                     return Ok((new, false));
                 }
                 Err(store::Error::Conflict { .. }) if pinned.is_empty() => continue,
@@ -428,13 +467,16 @@ pub async fn guaranteed_update(
             }
         }
         if same_content(&old, &new) {
+            if from_cache {
+                continue;
+            }
             return Ok((old, false));
         }
         crate::fieldcheck::managed_fields_update(ctx, &mut new, Some(&old), opts.manager_operation);
         if opts.dry {
             return Ok((new, false));
         }
-        match ctx.api.store.update(&key, to_storage(&res, &new)?, kv.mod_revision).await {
+        match ctx.api.store.update(&key, to_storage(&res, &new)?, stored_rev).await {
             Ok(kv) => {
                 meta::set_resource_version(&mut new, kv.mod_revision);
                 return Ok((new, false));
