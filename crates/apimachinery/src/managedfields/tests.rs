@@ -316,3 +316,97 @@ fn a_status_change_to_a_large_object_is_compared_by_the_changed_leaves_only() {
     // The atomic list and the phase changed.
     assert_eq!(cmp.modified.paths().len(), 2);
 }
+
+/// The comparison by whole field sets, which [`typed::compare`] must equal.
+fn compare_by_field_sets(lhs: &Value, rhs: &Value, ty: &TypeRef<'_>) -> [Vec<String>; 3] {
+    let lset = typed::to_field_set(lhs, ty);
+    let rset = typed::to_field_set(rhs, ty);
+    let both = lset.intersection(&rset);
+    let mut modified = fieldpath::Set::new();
+    typed::modified_paths(lhs, rhs, ty, &mut Vec::new(), &both, &mut modified);
+    let show = |s: &fieldpath::Set| s.paths().iter().map(|p| fieldpath::path_string(p)).collect::<Vec<_>>();
+    [show(&rset.difference(&lset)), show(&lset.difference(&rset)), show(&modified)]
+}
+
+fn compare_walking(lhs: &Value, rhs: &Value, ty: &TypeRef<'_>) -> [Vec<String>; 3] {
+    let c = typed::compare(lhs, rhs, ty);
+    let show = |s: &fieldpath::Set| s.paths().iter().map(|p| fieldpath::path_string(p)).collect::<Vec<_>>();
+    [show(&c.added), show(&c.removed), show(&c.modified)]
+}
+
+/// A small deterministic generator of deployment-shaped values with the awkward cases:
+/// nulls, empty maps, undeclared fields, duplicate list keys, atomic lists.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+
+    fn pick(&mut self, options: &[Value]) -> Value {
+        options[self.next(options.len() as u64) as usize].clone()
+    }
+
+    fn deployment(&mut self) -> Value {
+        let mut containers = Vec::new();
+        for _ in 0..self.next(4) {
+            let mut c = serde_json::Map::new();
+            c.insert("name".into(), self.pick(&[json!("a"), json!("b"), json!("c")]));
+            if self.next(2) == 0 {
+                c.insert("image".into(), self.pick(&[json!("x:1"), json!("x:2"), Value::Null]));
+            }
+            if self.next(2) == 0 {
+                c.insert("args".into(), self.pick(&[json!(["-v"]), json!(["-v", "-q"]), json!([])]));
+            }
+            if self.next(2) == 0 {
+                let ports: Vec<Value> = (0..self.next(3))
+                    .map(|_| json!({"containerPort": self.next(3) + 80, "name": self.pick(&[json!("p"), json!("q")])}))
+                    .collect();
+                c.insert("ports".into(), Value::Array(ports));
+            }
+            if self.next(4) == 0 {
+                c.insert("unknownThing".into(), self.pick(&[json!({"x": 1}), json!(2), json!({})]));
+            }
+            containers.push(Value::Object(c));
+        }
+        let mut d = deployment(self.next(3) as i64, Value::Array(containers));
+        let labels =
+            self.pick(&[json!({"app": "web"}), json!({"app": "web", "tier": "x"}), json!({}), Value::Null]);
+        d["metadata"]["labels"] = labels;
+        if self.next(2) == 0 {
+            d["metadata"]["finalizers"] = self.pick(&[json!(["a"]), json!(["a", "b"]), json!(["b", "b"])]);
+        }
+        if self.next(2) == 0 {
+            d["status"] = self.pick(&[
+                json!({"replicas": 1}),
+                json!({"replicas": 2}),
+                json!({}),
+                json!({"other": {"y": 1}}),
+            ]);
+        }
+        if self.next(3) == 0 {
+            d["spec"]["template"]["spec"]["tolerations"] = self.pick(&[json!([{"key": "k"}]), json!([])]);
+        }
+        d
+    }
+}
+
+#[test]
+fn comparing_by_walking_both_versions_equals_comparing_whole_field_sets() {
+    let defs = definitions();
+    let typed = TypeRef::new(&defs, "io.k8s.api.apps.v1.Deployment");
+    let untyped = TypeRef::untyped();
+    let mut g = Gen(7);
+    for round in 0..3000 {
+        let a = g.deployment();
+        let b = if g.next(3) == 0 { a.clone() } else { g.deployment() };
+        for ty in [&typed, &untyped] {
+            assert_eq!(
+                compare_walking(&a, &b, ty),
+                compare_by_field_sets(&a, &b, ty),
+                "round {round}\n{a}\n{b}"
+            );
+        }
+    }
+}

@@ -342,18 +342,161 @@ pub(crate) struct Comparison {
 /// Compares `lhs` and `rhs`: paths only in `rhs` are added, only in `lhs` removed,
 /// and leaf paths in both with different values modified.
 pub(crate) fn compare(lhs: &Value, rhs: &Value, ty: &TypeRef<'_>) -> Comparison {
-    let lset = to_field_set(lhs, ty);
-    let rset = to_field_set(rhs, ty);
-    let both = lset.intersection(&rset);
-    let mut modified = Set::new();
-    modified_paths(lhs, rhs, ty, &mut Vec::new(), &both, &mut modified);
-    Comparison { added: rset.difference(&lset), removed: lset.difference(&rset), modified }
+    let mut out = Comparison::default();
+    let (a_in, b_in) = (!granular(ty, lhs), !granular(ty, rhs));
+    compare_at(lhs, rhs, ty, &mut Vec::new(), a_in, b_in, &mut out);
+    out
+}
+
+/// Whether `v` is a container whose members are tracked one by one (a non-atomic
+/// struct or map, a set or an associative list): such a value is not itself a leaf
+/// path of its field set.
+fn granular(ty: &TypeRef<'_>, v: &Value) -> bool {
+    matches!(
+        (ty.node(v), v),
+        (Node::Object { atomic: false }, Value::Object(_))
+            | (Node::List(ListKind::Set | ListKind::Map(_)), Value::Array(_))
+    )
+}
+
+/// Whether an object's child `k` is itself in the field set, besides its own members:
+/// a null or empty value, or a field the schema does not declare.
+fn child_is_member(parent: &TypeRef<'_>, k: &str, child: &Value) -> bool {
+    child.is_null() || child.as_object().is_some_and(Map::is_empty) || !parent.is_declared(k)
+}
+
+/// Adds the field set of `v` at `path` (and `path` itself when `member`) to `set`.
+fn add_subtree(v: &Value, ty: &TypeRef<'_>, path: &mut Path, member: bool, set: &mut Set) {
+    walk_set(v, ty, path, set);
+    if member {
+        set.insert(path);
+    }
+}
+
+/// The elements of a list's items, or None when two items share one (then the
+/// generic comparison decides).
+fn elements(kind: &ListKind<'_>, ty: &TypeRef<'_>, items: &[Value]) -> Option<Vec<PathElement>> {
+    let out: Vec<PathElement> =
+        items.iter().enumerate().map(|(i, item)| item_element(kind, ty, item, i)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    out.iter().all(|pe| seen.insert(pe)).then_some(out)
+}
+
+/// [`compare`] below `path`: `a_in`/`b_in` say whether `path` itself is in the field
+/// set of each side. Equal subtrees are skipped without building their field sets.
+fn compare_at(
+    a: &Value,
+    b: &Value,
+    ty: &TypeRef<'_>,
+    path: &mut Path,
+    a_in: bool,
+    b_in: bool,
+    out: &mut Comparison,
+) {
+    if a == b {
+        return;
+    }
+    match (ty.node(a), ty.node(b), a, b) {
+        (
+            Node::Object { atomic: false },
+            Node::Object { atomic: false },
+            Value::Object(ma),
+            Value::Object(mb),
+        ) => {
+            for (k, ca) in ma {
+                let cty = ty.field(k);
+                path.push(PathElement::Field(k.clone()));
+                let ca_in = child_is_member(ty, k, ca) || !granular(&cty, ca);
+                match mb.get(k) {
+                    Some(cb) => {
+                        let cb_in = child_is_member(ty, k, cb) || !granular(&cty, cb);
+                        compare_at(ca, cb, &cty, path, ca_in, cb_in, out);
+                    }
+                    None => add_subtree(ca, &cty, path, child_is_member(ty, k, ca), &mut out.removed),
+                }
+                path.pop();
+            }
+            for (k, cb) in mb {
+                if !ma.contains_key(k) {
+                    path.push(PathElement::Field(k.clone()));
+                    add_subtree(cb, &ty.field(k), path, child_is_member(ty, k, cb), &mut out.added);
+                    path.pop();
+                }
+            }
+        }
+        (
+            Node::List(ka @ (ListKind::Set | ListKind::Map(_))),
+            Node::List(kb @ (ListKind::Set | ListKind::Map(_))),
+            Value::Array(ia),
+            Value::Array(ib),
+        ) if ka == kb => {
+            let (Some(ea), Some(eb)) = (elements(&ka, ty, ia), elements(&kb, ty, ib)) else {
+                return compare_generic(a, b, ty, path, a_in, b_in, out);
+            };
+            let item_ty = ty.items();
+            let rhs: std::collections::BTreeMap<&PathElement, &Value> = eb.iter().zip(ib).collect();
+            for (pe, item) in ea.iter().zip(ia) {
+                path.push(pe.clone());
+                match rhs.get(pe) {
+                    Some(other) => compare_at(item, other, &item_ty, path, true, true, out),
+                    None => add_subtree(item, &item_ty, path, true, &mut out.removed),
+                }
+                path.pop();
+            }
+            let lhs: std::collections::BTreeSet<&PathElement> = ea.iter().collect();
+            for (pe, item) in eb.iter().zip(ib) {
+                if !lhs.contains(pe) {
+                    path.push(pe.clone());
+                    add_subtree(item, &item_ty, path, true, &mut out.added);
+                    path.pop();
+                }
+            }
+        }
+        _ => return compare_generic(a, b, ty, path, a_in, b_in, out),
+    }
+    // A granular container on both sides: only its own membership can differ.
+    match (a_in, b_in) {
+        (true, false) => out.removed.insert(path),
+        (false, true) => out.added.insert(path),
+        _ => {}
+    }
+}
+
+/// The comparison of two subtrees by their whole field sets.
+fn compare_generic(
+    a: &Value,
+    b: &Value,
+    ty: &TypeRef<'_>,
+    path: &mut Path,
+    a_in: bool,
+    b_in: bool,
+    out: &mut Comparison,
+) {
+    let mut la = Set::new();
+    add_subtree(a, ty, path, a_in, &mut la);
+    let mut lb = Set::new();
+    add_subtree(b, ty, path, b_in, &mut lb);
+    for p in lb.difference(&la).paths() {
+        out.added.insert(&p);
+    }
+    for p in la.difference(&lb).paths() {
+        out.removed.insert(&p);
+    }
+    let both = la.intersection(&lb);
+    modified_paths(a, b, ty, path, &both, &mut out.modified);
 }
 
 /// The paths of `both` whose values differ between `a` and `b`, leaves and atomic
 /// values only. Walks both values together and skips every equal subtree, so a small
 /// change to a large object costs little.
-fn modified_paths(a: &Value, b: &Value, ty: &TypeRef<'_>, path: &mut Path, both: &Set, out: &mut Set) {
+pub(crate) fn modified_paths(
+    a: &Value,
+    b: &Value,
+    ty: &TypeRef<'_>,
+    path: &mut Path,
+    both: &Set,
+    out: &mut Set,
+) {
     if a == b {
         return;
     }
