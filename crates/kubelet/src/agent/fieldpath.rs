@@ -24,41 +24,10 @@ pub struct Addresses {
     pub pod_ips: Vec<String>,
 }
 
-/// Parses a Kubernetes quantity (`500m`, `1.5`, `128Mi`, `1G`, `1e3`) into its value in
-/// base units; `None` if it is not one.
+/// A Kubernetes quantity (`500m`, `1.5`, `128Mi`, `1G`, `1e3`) in base units, exact
+/// to a thousandth as Kubernetes' `MilliValue`; `None` if it is not one.
 pub fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let split = s
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '+' || *c == '-') && *i == 0)))
-        .map(|(i, _)| i)
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * factor)
+    apimachinery::quantity::Quantity::parse(s).ok().map(|q| q.0 as f64 / 1000.0)
 }
 
 /// A quantity's value, `0` when absent or malformed.
@@ -66,33 +35,13 @@ pub fn quantity(q: Option<&Quantity>) -> f64 {
     q.and_then(|q| parse_quantity(&q.0)).unwrap_or(0.0)
 }
 
-/// Go's `%q` quoting, as the kubelet formats label and annotation values.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A map as the downward API writes it: `key="value"` lines sorted by key.
 pub fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
     let Some(m) = m else { return String::new() };
-    m.iter().map(|(k, v)| format!("{k}={}", go_quote(v))).collect::<Vec<_>>().join("\n")
+    m.iter()
+        .map(|(k, v)| format!("{k}={}", apimachinery::validation::go_quote(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `metadata.labels['app']` -> ("metadata.labels", Some("app")).
