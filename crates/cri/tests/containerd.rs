@@ -20,25 +20,6 @@ use cri::{Client, Containerd, Error, Images, Runtime};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn require_everything() {
-    testing::require_root("it runs containerd, runc and a CNI bridge");
-    testing::require_programs(&[
-        ("containerd", "containerd"),
-        ("ctr", "containerd"),
-        ("runc", "runc"),
-        ("umoci", "umoci"),
-        ("skopeo", "skopeo"),
-        ("ip", "iproute2"),
-    ]);
-    if std::env::var_os(testing::registry::REGISTRY_ENV).is_none() {
-        testing::require_programs(&[("docker-registry", "docker-registry")]);
-    }
-    for plugin in cri::containerd::cni::PLUGINS {
-        testing::require_file(&Path::new("/usr/lib/cni").join(plugin), "containernetworking-plugins");
-    }
-    testing::require_file(Path::new(cri::image::HOST_BUSYBOX), "busybox-static");
-}
-
 /// Node options for a test: its own bridge, network and /24, so tests (and a real
 /// node on the same machine, which uses krust0 and 10.42.0.0/24) never share one.
 fn options(bridge: &str, third_octet: u8) -> Options {
@@ -52,7 +33,7 @@ fn options(bridge: &str, third_octet: u8) -> Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_runs_a_busybox_container_as_root() {
-    require_everything();
+    testing::require_node_tools();
     let _host_dirs = HostDirsGuard::save();
     let _ip_forward = IpForwardGuard::save();
     let bridge = "krusttest0";
@@ -237,7 +218,7 @@ async fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_that_exits_at_start_is_reported_with_its_log_as_root() {
-    require_everything();
+    testing::require_node_tools();
     let _host_dirs = HostDirsGuard::save();
     let _ip_forward = IpForwardGuard::save();
     let bridge = "krusttest1";

@@ -5,6 +5,8 @@
 //! Run: `cargo build --release -p krust && cargo run --release -p krust --example apibench [N]`
 //! It prints figures; it asserts nothing.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,15 +23,6 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i].as_secs_f64() * 1000.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 struct Server {
@@ -67,19 +60,8 @@ async fn start(bin: &Path, dir: &Path, datastore: Option<&str>) -> anyhow::Resul
     }
     let server = Server { child: cmd.spawn()? };
     let kubeconfig = dir.join("kubeconfig.yaml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if kubeconfig.exists() {
-            let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let client = kube::Client::try_from(cfg)?;
-            if client.apiserver_version().await.is_ok() {
-                return Ok((server, client));
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let client = common::wait_for_api(&kubeconfig).await?;
+    Ok((server, client))
 }
 
 fn cm(i: usize) -> ConfigMap {
@@ -181,7 +163,7 @@ async fn run_one(name: &str, bin: &Path, datastore: Option<&str>, n: usize) -> a
         anyhow::ensure!(count >= n, "paged list returned {count} items");
     }
     let mut watch_lat = tokio::time::timeout(Duration::from_secs(120), watcher).await???;
-    let rss = rss_mib(server.child.id());
+    let rss = common::rss_mib(server.child.id());
 
     println!("## {name}: {n} ConfigMaps of ~1 KiB, {conc} concurrent clients");
     println!(
@@ -217,16 +199,7 @@ async fn run_one(name: &str, bin: &Path, datastore: Option<&str>, n: usize) -> a
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    let bin = std::env::current_exe()?
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("krust"))
-        .ok_or_else(|| anyhow::anyhow!("cannot find the krust binary next to the example"))?;
-    anyhow::ensure!(
-        bin.exists(),
-        "build the server first: cargo build --release -p krust ({})",
-        bin.display()
-    );
+    let bin = common::krust_bin()?;
     run_one("sqlite (embedded default)", &bin, None, n).await?;
     let etcd = store::conformance::etcd_server::TestEtcd::start().await?;
     run_one("etcd", &bin, Some(etcd.endpoint()), n).await?;

@@ -6,6 +6,8 @@
 //! Run: `cargo build --release -p krust && cargo run --release -p krust --example clusterbench [replicas] [nodes...]`
 //! It prints figures; it asserts nothing.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,15 +28,6 @@ impl Drop for Server {
     }
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -47,17 +40,7 @@ async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Resu
         .spawn()?;
     let server = Server { child };
     let kubeconfig = dir.path().join("kubeconfig.yaml");
-    let client = loop {
-        if kubeconfig.exists() {
-            let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let c = kube::Client::try_from(cfg)?;
-            if c.apiserver_version().await.is_ok() {
-                break c;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let client = common::wait_for_api(&kubeconfig).await?;
     let node_api: Api<Node> = Api::all(client.clone());
     let t = Instant::now();
     loop {
@@ -122,7 +105,7 @@ async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Resu
             }
         }
     }
-    let rss = rss_mib(server.child.id());
+    let rss = common::rss_mib(server.child.id());
     println!(
         "## {nodes} simulated nodes (registered in {:.1}s), Deployment of {replicas} replicas",
         registered.as_secs_f64()
@@ -155,16 +138,7 @@ async fn main() -> anyhow::Result<()> {
     if node_counts.is_empty() {
         node_counts = vec![100, 1000];
     }
-    let bin = std::env::current_exe()?
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("krust"))
-        .ok_or_else(|| anyhow::anyhow!("cannot find the krust binary"))?;
-    anyhow::ensure!(
-        bin.exists(),
-        "build the server first: cargo build --release -p krust ({})",
-        bin.display()
-    );
+    let bin = common::krust_bin()?;
     for n in node_counts {
         run(&bin, n, replicas).await?;
     }

@@ -7,8 +7,10 @@
 //! Run: `cargo build --release -p krust --examples --bins && sudo ./target/release/examples/podbench [pods]`
 //! It prints figures; it asserts nothing.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,15 +41,6 @@ impl Drop for Proc {
     }
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -56,28 +49,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn krust_bin() -> PathBuf {
-    let me = std::env::current_exe().expect("current exe");
-    me.parent().and_then(Path::parent).map(|d| d.join("krust")).expect("target dir")
-}
-
 fn spawn(args: &[&str], log: &Path) -> anyhow::Result<Proc> {
     let log = std::fs::File::create(log)?;
-    Ok(Proc(Command::new(krust_bin()).args(args).stdout(Stdio::null()).stderr(log).spawn()?))
-}
-
-async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
-    loop {
-        if kubeconfig.exists() {
-            let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let c = kube::Client::try_from(cfg)?;
-            if c.apiserver_version().await.is_ok() {
-                return Ok(c);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Ok(Proc(Command::new(common::krust_bin()?).args(args).stdout(Stdio::null()).stderr(log).spawn()?))
 }
 
 fn pod(name: &str, image: &str) -> Pod {
@@ -120,7 +94,7 @@ async fn run(count: usize) -> anyhow::Result<()> {
         &dir.path().join("server.log"),
     )?;
     let kubeconfig = server_dir.join("kubeconfig.yaml");
-    let client = client(&kubeconfig).await?;
+    let client = common::wait_for_api(&kubeconfig).await?;
     let agent = spawn(
         &[
             "agent",
@@ -210,9 +184,9 @@ async fn run(count: usize) -> anyhow::Result<()> {
     );
     println!(
         "  RSS with {count} pods: agent {:.0} MiB, its containerd {:.0} MiB, API server and controllers {:.0} MiB",
-        rss_mib(agent.0.id()),
-        containerd_pid.map(rss_mib).unwrap_or(0.0),
-        rss_mib(server.0.id())
+        common::rss_mib(agent.0.id()),
+        containerd_pid.map(common::rss_mib).unwrap_or(0.0),
+        common::rss_mib(server.0.id())
     );
 
     // Tear down through the API and let the agent remove every sandbox.

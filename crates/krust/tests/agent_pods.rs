@@ -17,26 +17,11 @@ use cri::testing::{self, BusyboxImage, HostDirsGuard, IpForwardGuard, LinkGuard,
 const WAIT: Duration = Duration::from_secs(90);
 const NODE: &str = "agent-e2e";
 
-fn require_everything() {
-    testing::require_root("the node agent runs containerd, runc and a CNI bridge");
-    testing::require_programs(&[
-        ("containerd", "containerd"),
-        ("runc", "runc"),
-        ("umoci", "umoci"),
-        ("skopeo", "skopeo"),
-        ("ip", "iproute2"),
-    ]);
-    if std::env::var_os(testing::registry::REGISTRY_ENV).is_none() {
-        testing::require_programs(&[("docker-registry", "docker-registry")]);
-    }
-    for plugin in cri::containerd::cni::PLUGINS {
-        testing::require_file(&Path::new("/usr/lib/cni").join(plugin), "containernetworking-plugins");
-    }
-    testing::require_file(Path::new(cri::image::HOST_BUSYBOX), "busybox-static");
-}
-
 /// A cluster whose server runs a node agent, with everything the test changed on the
 /// host undone when dropped (also when the test failed half-way).
+/// Guards that put back what a test changed on the host.
+type Guards = (HostDirsGuard, IpForwardGuard, LinkGuard);
+
 struct AgentCluster {
     cluster: Option<Cluster>,
     /// A separate `krust agent` process, when the node joined instead of running in
@@ -47,19 +32,26 @@ struct AgentCluster {
     rt: tokio::runtime::Runtime,
     _registry: Registry,
     image: String,
-    _guards: (HostDirsGuard, IpForwardGuard, LinkGuard),
+    _guards: Guards,
 }
 
 impl AgentCluster {
-    /// A cluster whose node has its own bridge and /24 (tests run in parallel).
-    fn start(bridge: &str, third_octet: u8) -> Self {
-        require_everything();
+    /// What every test needs before its cluster: the guards that put the host back, a
+    /// runtime for async helpers, a local registry and the busybox image pushed to it.
+    fn prepare(bridge: &str) -> (Guards, tokio::runtime::Runtime, Registry, String) {
+        testing::require_node_tools();
         let guards = (HostDirsGuard::save(), IpForwardGuard::save(), LinkGuard::new(bridge));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let registry = rt.block_on(Registry::start()).expect("starting the test registry");
         let image = rt
             .block_on(BusyboxImage::new("krust-e2e/busybox", "1").build_and_push(registry.host()))
             .expect("building and pushing the busybox test image");
+        (guards, rt, registry, image)
+    }
+
+    /// A cluster whose node has its own bridge and /24 (tests run in parallel).
+    fn start(bridge: &str, third_octet: u8) -> Self {
+        let (guards, rt, registry, image) = Self::prepare(bridge);
         let cidr = format!("10.42.{third_octet}.0/24");
         // The agent's API on loopback: the API server reaches it there for logs.
         let port =
@@ -92,13 +84,7 @@ impl AgentCluster {
 
     /// A cluster whose node joins with `krust agent --server --token-file`.
     fn start_joined(bridge: &str, third_octet: u8) -> Self {
-        require_everything();
-        let guards = (HostDirsGuard::save(), IpForwardGuard::save(), LinkGuard::new(bridge));
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let registry = rt.block_on(Registry::start()).expect("starting the test registry");
-        let image = rt
-            .block_on(BusyboxImage::new("krust-e2e/busybox", "1").build_and_push(registry.host()))
-            .expect("building and pushing the busybox test image");
+        let (guards, rt, registry, image) = Self::prepare(bridge);
         let cluster = Cluster::start();
         let agent_root = cluster.path().join("agent-data");
         let port =

@@ -52,6 +52,28 @@ pub fn require_file(path: &Path, package: &str) {
     );
 }
 
+/// Fails the calling test unless it can run real pods: root, containerd, runc, the CNI
+/// plugins, and what test images are built and served with (busybox-static, umoci,
+/// skopeo, and docker-registry unless a registry is given in [`registry::REGISTRY_ENV`]).
+pub fn require_node_tools() {
+    require_root("it runs containerd, runc and a CNI bridge");
+    require_programs(&[
+        ("containerd", "containerd"),
+        ("ctr", "containerd"),
+        ("runc", "runc"),
+        ("umoci", "umoci"),
+        ("skopeo", "skopeo"),
+        ("ip", "iproute2"),
+    ]);
+    if std::env::var_os(registry::REGISTRY_ENV).is_none() {
+        require_programs(&[("docker-registry", "docker-registry")]);
+    }
+    for plugin in crate::containerd::cni::PLUGINS {
+        require_file(&Path::new("/usr/lib/cni").join(plugin), "containernetworking-plugins");
+    }
+    require_file(Path::new(crate::image::HOST_BUSYBOX), "busybox-static");
+}
+
 /// Puts `net.ipv4.ip_forward` back as it was before the first live guard of this
 /// process was made (the CNI bridge plugin turns it on for gateway bridges). Guards of
 /// tests running in parallel share one saved value, and the last one dropped restores

@@ -88,23 +88,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Whether a container of the pod named `container` is running in the runtime.
-async fn running(shared: &Shared, uid: &str, container: &str) -> bool {
-    let filter = ContainerFilter {
-        label_selector: [
-            (keys::POD_UID.to_owned(), uid.to_owned()),
-            (keys::CONTAINER_NAME.to_owned(), container.to_owned()),
-        ]
-        .into(),
-        ..Default::default()
-    };
-    match shared.runtime.list_containers(Some(filter)).await {
-        Ok(cs) => cs.iter().any(|c| c.state == ContainerState::ContainerRunning as i32),
-        // Unsure: keep following; the client ends the stream when it wants.
-        Err(_) => true,
-    }
-}
-
 async fn container_logs(
     shared: Arc<Shared>,
     ns: &str,
@@ -157,7 +140,9 @@ async fn container_logs(
         tokio::spawn(async move {
             loop {
                 let replaced = logs::container_log_files(&dir, &container).last() != Some(&newest);
-                if replaced || !running(&watcher, &uid, &container).await {
+                // A runtime that cannot answer leaves the stream open; the client ends it.
+                let stopped = matches!(running_container(&watcher, &uid, &container).await, Ok(None));
+                if replaced || stopped {
                     flag.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -212,7 +197,11 @@ fn stream_query(query: &str) -> StreamQuery {
 }
 
 /// The id of the running container `container` of the pod with `uid`.
-async fn running_container(shared: &Shared, uid: &str, container: &str) -> Option<String> {
+async fn running_container(
+    shared: &Shared,
+    uid: &str,
+    container: &str,
+) -> Result<Option<String>, cri::Error> {
     let filter = ContainerFilter {
         label_selector: [
             (keys::POD_UID.to_owned(), uid.to_owned()),
@@ -221,8 +210,8 @@ async fn running_container(shared: &Shared, uid: &str, container: &str) -> Optio
         .into(),
         ..Default::default()
     };
-    let containers = shared.runtime.list_containers(Some(filter)).await.ok()?;
-    containers.into_iter().find(|c| c.state == ContainerState::ContainerRunning as i32).map(|c| c.id)
+    let containers = shared.runtime.list_containers(Some(filter)).await?;
+    Ok(containers.into_iter().find(|c| c.state == ContainerState::ContainerRunning as i32).map(|c| c.id))
 }
 
 /// `exec` and `attach`: asks the runtime for a streaming session, then hands the
@@ -251,7 +240,7 @@ async fn stream_session(
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{name}: {e}")),
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let Some(id) = running_container(&shared, &uid, container).await else {
+    let Ok(Some(id)) = running_container(&shared, &uid, container).await else {
         return text(StatusCode::BAD_REQUEST, format!("container not found ({container:?})"));
     };
     let url = if verb == "exec" {
