@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,22 +25,15 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1000.0
 }
 
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(26443)
 }
 
-async fn start(bin: &Path, dir: &Path, datastore: Option<&str>) -> anyhow::Result<(Server, kube::Client)> {
+async fn start(
+    bin: &Path,
+    dir: &Path,
+    datastore: Option<&str>,
+) -> anyhow::Result<(common::Server, kube::Client)> {
     let port = free_port();
     let mut cmd = Command::new(bin);
     cmd.args([
@@ -58,7 +51,7 @@ async fn start(bin: &Path, dir: &Path, datastore: Option<&str>) -> anyhow::Resul
     if let Some(d) = datastore {
         cmd.args(["--datastore-endpoint", d]);
     }
-    let server = Server { child: cmd.spawn()? };
+    let server = common::Server { child: cmd.spawn()? };
     let kubeconfig = dir.join("kubeconfig.yaml");
     let client = common::wait_for_api(&kubeconfig).await?;
     Ok((server, client))

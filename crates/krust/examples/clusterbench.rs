@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,17 +16,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -38,7 +27,7 @@ async fn run(bin: &std::path::Path, nodes: usize, replicas: i32) -> anyhow::Resu
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let server = Server { child };
+    let server = common::Server { child };
     let kubeconfig = dir.path().join("kubeconfig.yaml");
     let client = common::wait_for_api(&kubeconfig).await?;
     let node_api: Api<Node> = Api::all(client.clone());

@@ -1,7 +1,11 @@
 //! What the benchmark examples share: finding the `krust` binary beside them, waiting for
 //! a server's API, and reading a process's resident memory.
 
+// Each example uses a part of this.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// The `krust` binary of the same build (`target/<profile>/krust`).
@@ -44,4 +48,16 @@ pub fn rss_mib(pid: u32) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// A server process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

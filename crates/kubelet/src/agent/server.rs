@@ -88,6 +88,16 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// The pod the request names, or the answer saying why there is none.
+async fn pod_of(shared: &Shared, ns: &str, name: &str) -> Result<Pod, Response<Body>> {
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    match pods.get_opt(name).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(text(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found"))),
+        Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{name}: {e}"))),
+    }
+}
+
 async fn container_logs(
     shared: Arc<Shared>,
     ns: &str,
@@ -99,11 +109,9 @@ async fn container_logs(
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
-    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
-    let pod = match pods.get_opt(name).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return text(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")),
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{name}: {e}")),
+    let pod = match pod_of(&shared, ns, name).await {
+        Ok(p) => p,
+        Err(answer) => return answer,
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dir = sandbox::log_directory(&shared.config.root_dir.join("logs"), &pod);
@@ -233,11 +241,9 @@ async fn stream_session(
     if !(q.stdin || q.stdout || q.stderr) {
         return text(StatusCode::BAD_REQUEST, "you must specify at least 1 of stdin, stdout, stderr");
     }
-    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
-    let pod = match pods.get_opt(name).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return text(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")),
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading pod {ns}/{name}: {e}")),
+    let pod = match pod_of(&shared, ns, name).await {
+        Ok(p) => p,
+        Err(answer) => return answer,
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let Ok(Some(id)) = running_container(&shared, &uid, container).await else {
