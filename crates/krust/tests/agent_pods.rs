@@ -786,3 +786,149 @@ fn a_node_joins_with_a_token_and_serves_logs_and_exec() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing to join"), "{err}");
 }
+
+const WEB_SERVER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-server}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: IMAGE
+    command: ["sh", "-c", "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"#;
+
+/// Starts `kubectl port-forward` to `pod` (a local port of its choosing) and returns
+/// the process and the local port it printed. Its output goes to a file: kubectl dies
+/// of SIGPIPE when its stdout is a pipe nobody reads.
+fn port_forward(c: &AgentCluster, pod: &str, websockets: bool) -> (std::process::Child, u16) {
+    let out = c.c().path().join(format!("port-forward-{websockets}.out"));
+    let mut child = c
+        .c()
+        .command(&["port-forward", pod, ":8080"])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", if websockets { "true" } else { "false" })
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubectl port-forward");
+    // "Forwarding from 127.0.0.1:PORT -> 8080"
+    let port = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(p) = port(&text) {
+            return (child, p);
+        }
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let err = child.wait_with_output().unwrap().stderr;
+            panic!("port-forward printed {text:?}; stderr: {}", String::from_utf8_lossy(&err));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTP/1.0 GET of `/` from 127.0.0.1:`port`; the whole answer.
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn exec_takes_stdin_and_terminals_and_port_forward_reaches_the_pod() {
+    let c = AgentCluster::start("kruste2e4", 243);
+    c.apply(WEB_SERVER);
+    c.wait_phase("web-server", "Running");
+
+    // Piped stdin reaches the command and its end ends the command: over the WebSocket
+    // kubectl speaks (v5, whose close signal becomes end-of-file) and over SPDY.
+    for websockets in ["true", "false"] {
+        let out = c
+            .c()
+            .command(&["exec", "-i", "web-server", "--", "sh", "-c", "cat; echo and done"])
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b"line one\nline two\n").unwrap();
+                child
+            })
+            .and_then(|child| child.wait_with_output())
+            .expect("run kubectl exec -i");
+        assert!(
+            out.status.success(),
+            "exec -i (websockets={websockets}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "line one\nline two\nand done\n",
+            "websockets={websockets}"
+        );
+        // The exit code also comes back over SPDY.
+        let out = c
+            .c()
+            .command(&["exec", "web-server", "--", "sh", "-c", "echo out; echo err >&2; exit 4"])
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "websockets={websockets}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+    }
+
+    // `kubectl cp` into the pod (tar on the command's stdin) and back out.
+    let local = c.c().path().join("to-the-pod.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    c.c().ok(&["cp", local.to_str().unwrap(), "web-server:/tmp/in.txt"]);
+    assert_eq!(c.c().ok(&["exec", "web-server", "--", "cat", "/tmp/in.txt"]), "copied in\n");
+
+    // `kubectl exec -it` under a terminal: the command gets a terminal, and what it
+    // prints comes back.
+    let kubeconfig = c.c().kubeconfig.to_str().unwrap().to_owned();
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} --kubeconfig {kubeconfig} exec -it web-server -- sh -c 'tty; echo tty done'",
+                common::KUBECTL
+            ),
+            "/dev/null",
+        ])
+        .env("HOME", c.c().path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run kubectl exec -it under script");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exec -it failed: {printed} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("/dev/pts/") && printed.contains("tty done"), "{printed:?}");
+
+    // `kubectl port-forward` over the WebSocket tunnel kubectl tries first, and over
+    // SPDY: each local connection reaches the pod's port 8080.
+    for websockets in [true, false] {
+        let (mut child, port) = port_forward(&c, "web-server", websockets);
+        for _ in 0..2 {
+            let answer = http_get(port);
+            assert!(
+                answer.starts_with("HTTP/1.") && answer.contains("hello from the pod"),
+                "websockets={websockets}: {answer:?}"
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

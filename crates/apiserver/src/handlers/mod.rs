@@ -16,7 +16,9 @@ use crate::registry::Resource;
 use crate::request::{Query, ResourcePath, Target, parse_path};
 
 pub mod nodeproxy;
+pub mod nodestream;
 pub mod read;
+mod spdy;
 pub mod sub;
 pub mod watch;
 pub mod write;
@@ -154,7 +156,7 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
     if res.plural == "pods"
         && res.group.is_empty()
         && rp.name.is_some()
-        && matches!(rp.subresource.as_deref(), Some("exec" | "attach"))
+        && matches!(rp.subresource.as_deref(), Some("exec" | "attach" | "portforward"))
     {
         let mut parts = parts;
         let ctx = Ctx {
@@ -167,7 +169,7 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
             res,
             warnings: std::sync::Mutex::new(Vec::new()),
         };
-        return nodeproxy::pod_stream(&ctx, &mut parts).await;
+        return nodestream::pod_stream(&ctx, &mut parts).await;
     }
     let body = if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
         let collected = http_body_util::Limited::new(body, MAX_BODY)

@@ -1,6 +1,7 @@
 //! `pods/log`: validated here as Kubernetes does, then proxied to the node agent that
 //! runs the pod (its API at the node's address and `daemonEndpoints.kubeletEndpoint`
-//! port), and streamed back to the client as it arrives.
+//! port), and streamed back to the client as it arrives. The ways to reach an agent
+//! live here too; the streaming subresources are in `nodestream`.
 
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ fn names(list: Option<&Value>) -> Vec<String> {
 }
 
 /// Which container's log: the one named, else the only one; errors as the API server's.
-fn container_of(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
+pub(super) fn container_of(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
     let containers = names(pod.pointer("/spec/containers"));
     let init = names(pod.pointer("/spec/initContainers"));
     let ephemeral = names(pod.pointer("/spec/ephemeralContainers"));
@@ -92,7 +93,7 @@ fn log_query(ctx: &Ctx) -> ApiResult<String> {
     Ok(out.join("&"))
 }
 
-fn encode(v: &str) -> String {
+pub(super) fn encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
@@ -117,7 +118,7 @@ fn agent_address(node: &Value) -> Option<String> {
 }
 
 /// The agent of the node that runs `pod`: its address, the TLS to reach it, the node.
-async fn agent_for(
+pub(super) async fn agent_for(
     ctx: &Ctx,
     pod: &Value,
     name: &str,
@@ -151,27 +152,20 @@ pub async fn pod_log(ctx: &Ctx) -> ApiResult<Response> {
     let query = log_query(ctx)?;
     let (address, tls, node_name) = agent_for(ctx, &pod, &name).await?;
     let path = format!("/containerLogs/{}/{name}/{container}?{query}", ctx.ns());
-    let upstream = fetch(&address, &path, tls).await.map_err(|e| {
+    let upstream = fetch(&address, http::Request::get(path), tls).await.map_err(|e| {
         ApiError::internal(format!("reading the logs of pod {name} from node {node_name}: {e}"))
     })?;
-    let (parts, body) = upstream.into_parts();
-    if !parts.status.is_success() {
-        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let message = String::from_utf8_lossy(&bytes).trim().to_owned();
-        return Err(match parts.status.as_u16() {
-            400 => ApiError::bad_request(message),
-            404 => ApiError::new(404, "NotFound", message),
-            code => ApiError::internal(format!("node agent answered {code}: {message}")),
-        });
+    if !upstream.status().is_success() {
+        return Err(refusal(upstream).await);
     }
-    let stream = body.into_data_stream().map(|r| r.map_err(std::io::Error::other));
+    let stream = upstream.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
     let mut resp = Response::new(axum::body::Body::from_stream(stream));
     resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
     *resp.status_mut() = StatusCode::OK;
     Ok(resp)
 }
 
-type AgentStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+pub(super) type AgentStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A TLS connection to a node agent.
 async fn connect(address: &str, tls: Arc<rustls::ClientConfig>) -> Result<AgentStream, String> {
@@ -190,10 +184,11 @@ async fn connect(address: &str, tls: Arc<rustls::ClientConfig>) -> Result<AgentS
     Ok(stream)
 }
 
-/// One GET to a node agent over TLS.
-async fn fetch(
+/// One request without a body to a node agent over TLS, on a connection of its own
+/// that may switch protocols (`hyper::upgrade::on` the answer).
+pub(super) async fn fetch(
     address: &str,
-    path: &str,
+    request: http::request::Builder,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<http::Response<hyper::body::Incoming>, String> {
     let stream = connect(address, tls).await?;
@@ -201,128 +196,27 @@ async fn fetch(
         .await
         .map_err(|e| format!("HTTP with {address}: {e}"))?;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "node agent connection ended");
         }
     });
-    let req = http::Request::get(path)
+    let req = request
         .header(http::header::HOST, address)
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
-    sender.send_request(req).await.map_err(|e| format!("GET {path} from {address}: {e}"))
+    let what = format!("{} {}", req.method(), req.uri());
+    sender.send_request(req).await.map_err(|e| format!("{what} from {address}: {e}"))
 }
 
-/// The WebSocket subprotocols of exec and attach this server speaks to clients
-/// (`v5` adds a close signal for stdin that `v4` cannot carry to the runtime).
-const STREAM_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
-
-/// GET (WebSocket upgrade) `pods/{name}/exec` and `pods/{name}/attach`: validated here,
-/// then bridged to the agent of the pod's node, which hands the stream to the runtime.
-pub async fn pod_stream(ctx: &Ctx, parts: &mut http::request::Parts) -> ApiResult<Response> {
-    use axum::extract::FromRequestParts;
-    let verb = ctx.path.subresource.clone().unwrap_or_default();
-    let name = ctx.name().to_owned();
-    let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &())
-        .await
-        .map_err(|_| ApiError::bad_request("Upgrade request required"))?;
-    let (pod, _) = load(ctx, &name).await?;
-    let container = container_of(&pod, &name, ctx.query.get("container"))?;
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
-    if phase == "Succeeded" || phase == "Failed" {
-        return Err(ApiError::bad_request(format!(
-            "cannot {verb} into a container in a completed pod; current phase is {phase}"
-        )));
-    }
-    let on = |k: &str| ctx.query.flag(k);
-    let mut params: Vec<String> =
-        ctx.query.all("command").iter().map(|c| format!("command={}", encode(c))).collect();
-    if verb == "exec" && params.is_empty() {
-        return Err(ApiError::bad_request("you must specify at least 1 command"));
-    }
-    for (k, v) in
-        [("stdin", on("stdin")), ("stdout", on("stdout")), ("stderr", on("stderr")), ("tty", on("tty"))]
-    {
-        params.push(format!("{k}={}", if v { 1 } else { 0 }));
-    }
-    if !(on("stdin") || on("stdout") || on("stderr")) {
-        return Err(ApiError::bad_request("you must specify at least 1 of stdin, stdout, stderr"));
-    }
-    let (address, tls, node_name) = agent_for(ctx, &pod, &name).await?;
-    let url = format!("wss://{address}/{verb}/{}/{name}/{container}?{}", ctx.ns(), params.join("&"));
-    let failed = |e: String| ApiError::internal(format!("error dialing backend on node {node_name}: {e}"));
-    let stream = connect(&address, tls).await.map_err(failed)?;
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
-            .map_err(|e| failed(e.to_string()))?;
-    request
-        .headers_mut()
-        .insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static("v4.channel.k8s.io"));
-    let upstream = match tokio_tungstenite::client_async(request, stream).await {
-        Ok((ws, _)) => ws,
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let message = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
-                .unwrap_or_default();
-            return Err(match resp.status().as_u16() {
-                400 => ApiError::bad_request(message),
-                404 => ApiError::new(404, "NotFound", message),
-                code => ApiError::internal(format!("node agent answered {code}: {message}")),
-            });
-        }
-        Err(e) => return Err(failed(e.to_string())),
-    };
-    Ok(upgrade.protocols(STREAM_PROTOCOLS).on_upgrade(move |client| bridge(client, upstream)))
-}
-
-/// Copies channel messages between the client and the agent until either side ends.
-async fn bridge(
-    client: axum::extract::ws::WebSocket,
-    upstream: tokio_tungstenite::WebSocketStream<AgentStream>,
-) {
-    use axum::extract::ws::Message as Down;
-    use futures::SinkExt;
-    use tokio_tungstenite::tungstenite::Message as Up;
-    let (mut to_client, mut from_client) = client.split();
-    let (mut to_agent, mut from_agent) = upstream.split();
-    let downstream = async {
-        while let Some(Ok(m)) = from_agent.next().await {
-            let out = match m {
-                Up::Binary(b) => Down::Binary(b),
-                Up::Text(t) => Down::Text(t.as_str().into()),
-                Up::Close(_) => break,
-                _ => continue,
-            };
-            if to_client.send(out).await.is_err() {
-                return;
-            }
-        }
-        // A normal closure: clients read it as the end of every stream.
-        let normal =
-            axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
-        let _ = to_client.send(Down::Close(Some(normal))).await;
-    };
-    let upstream = async {
-        while let Some(Ok(m)) = from_client.next().await {
-            let out = match m {
-                // v5's close signal (channel 255): the runtime's v4 stream has no such
-                // message; the stream ends when the command does.
-                Down::Binary(b) if b.first() == Some(&255) => continue,
-                Down::Binary(b) => Up::Binary(b),
-                Down::Text(t) => Up::Text(t.as_str().into()),
-                Down::Close(_) => break,
-                _ => continue,
-            };
-            if to_agent.send(out).await.is_err() {
-                return;
-            }
-        }
-        let _ = to_agent.send(Up::Close(None)).await;
-    };
-    tokio::select! {
-        _ = downstream => {}
-        _ = upstream => {}
+/// The API error for an agent's refusal: its status and the text it answered.
+pub(super) async fn refusal(answer: http::Response<hyper::body::Incoming>) -> ApiError {
+    let code = answer.status().as_u16();
+    let bytes = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let message = String::from_utf8_lossy(&bytes).trim().to_owned();
+    match code {
+        400 => ApiError::bad_request(message),
+        404 => ApiError::new(404, "NotFound", message),
+        code => ApiError::internal(format!("node agent answered {code}: {message}")),
     }
 }
 

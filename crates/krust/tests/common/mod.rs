@@ -142,7 +142,7 @@ impl Cluster {
         self.spawn();
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(KUBECTL);
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)

@@ -1,6 +1,7 @@
-//! The agent's own HTTPS API, which the API server calls for `pods/log` (the kubelet's
-//! `/containerLogs/{namespace}/{pod}/{container}`). Clients must present a certificate
-//! the cluster CA signed: the TLS configuration the caller gives enforces it.
+//! The agent's own HTTPS API, which the API server calls for `pods/log`, `exec`,
+//! `attach` and `portforward` (the kubelet's `/containerLogs/{namespace}/{pod}/{container}`,
+//! `/exec/...`, `/attach/...` and `/portForward/{namespace}/{pod}`). Clients must present
+//! a certificate the cluster CA signed: the TLS configuration the caller gives enforces it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -70,8 +71,9 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Arc<rustls::
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    if req.method() != http::Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
+    // Streaming upgrades come as GET (WebSocket) or POST (SPDY), as to the kubelet.
+    if req.method() != http::Method::GET && req.method() != http::Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and POST are served");
     }
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -83,6 +85,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             let (ns, pod, container, verb) =
                 (ns.to_string(), pod.to_string(), container.to_string(), verb.to_string());
             stream_session(shared, req, &verb, &ns, &pod, &container, &query).await
+        }
+        ["portForward", ns, pod] => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            port_forward(shared, req, &ns, &pod, &query).await
         }
         _ => text(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
     }
@@ -279,6 +285,42 @@ async fn stream_session(
     }
 }
 
+/// `portForward`: asks the runtime for a port-forward session into the pod's sandbox
+/// and splices the client's upgrade (SPDY/3.1 with `portforward.k8s.io`, or a
+/// `portforward.k8s.io` WebSocket) to it. One session carries every connection the
+/// client opens; the runtime dials each in the pod's network namespace.
+async fn port_forward(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    ns: &str,
+    name: &str,
+    query: &str,
+) -> Response<Body> {
+    let pod = match pod_of(&shared, ns, name).await {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let sandbox = match super::runtime_pod::inspect(shared.runtime.as_ref(), &uid).await {
+        Ok(p) => p.ready_sandbox().map(|s| s.id.clone()),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, super::grpc_message(&e)),
+    };
+    let Some(sandbox) = sandbox else {
+        return text(StatusCode::BAD_REQUEST, format!("pod {ns}/{name} has no running sandbox on this node"));
+    };
+    let url = match shared.runtime.port_forward(&sandbox, Vec::new()).await {
+        // A WebSocket session names its ports in the query (`?port=80`); SPDY names
+        // them per stream.
+        Ok(u) if !query.is_empty() && !u.contains('?') => format!("{u}?{query}"),
+        Ok(u) => u,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, super::grpc_message(&e)),
+    };
+    match splice_upgrade(req, &url).await {
+        Ok(r) => r,
+        Err(e) => text(StatusCode::BAD_GATEWAY, format!("port-forward through the container runtime: {e}")),
+    }
+}
+
 /// Sends the client's upgrade request to the runtime's streaming `url` (plain HTTP
 /// on the node), answers the client with the runtime's answer, and once both sides
 /// switched protocols, copies bytes between them until either ends.
@@ -294,7 +336,7 @@ async fn splice_upgrade(req: Request<Incoming>, url: &str) -> Result<Response<Bo
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
-    let mut upstream = http::Request::get(path);
+    let mut upstream = http::Request::builder().method(req.method().clone()).uri(path);
     for (k, v) in req.headers() {
         let name = k.as_str();
         if name == "host" || name == "authorization" {
