@@ -932,3 +932,104 @@ fn exec_takes_stdin_and_terminals_and_port_forward_reaches_the_pod() {
         let _ = child.wait();
     }
 }
+
+/// A pod whose containers check, from inside, what the agent set up for them; each
+/// check prints "ok NAME" or "FAIL NAME: what was seen".
+const WHAT_A_CONTAINER_SEES: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: sees-settings}
+data: {colour: blue}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sees
+  labels: {tier: e2e}
+spec:
+  restartPolicy: Never
+  hostname: box
+  subdomain: sub
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [10.0.0.10]
+    searches: [a.example]
+    options: [{name: ndots, value: "2"}]
+  securityContext: {runAsUser: 1000, runAsGroup: 3000}
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: cpu, resourceFieldRef: {containerName: user, resource: limits.cpu, divisor: 1m}}
+  - {name: scratch, emptyDir: {medium: Memory}}
+  - {name: host, hostPath: {path: HOSTDIR, type: Directory}}
+  - name: proj
+    projected:
+      sources:
+      - configMap: {name: sees-settings}
+      - downwardAPI: {items: [{path: podname, fieldRef: {fieldPath: metadata.name}}]}
+  containers:
+  - name: user
+    image: IMAGE
+    env:
+    - {name: FIRST, value: one}
+    - {name: SECOND, value: "$(FIRST)-two"}
+    - name: MEMORY_MI
+      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+    envFrom: [{prefix: CM_, configMapRef: {name: sees-settings}}]
+    resources: {limits: {cpu: 500m, memory: 64Mi}}
+    securityContext: {readOnlyRootFilesystem: true}
+    volumeMounts:
+    - {name: info, mountPath: /info}
+    - {name: scratch, mountPath: /scratch}
+    - {name: host, mountPath: /host}
+    - {name: proj, mountPath: /proj}
+    command:
+    - sh
+    - -c
+    - |
+      check() { if eval "$2"; then echo "ok $1"; else echo "FAIL $1: $3"; fi; }
+      check uid '[ "$(id -u)" = 1000 ]' "$(id)"
+      check gid '[ "$(id -g)" = 3000 ]' "$(id)"
+      check hostname '[ "$(hostname)" = box ]' "$(hostname)"
+      check hosts 'grep -q "box.sub.default.svc.cluster.local" /etc/hosts' "$(cat /etc/hosts)"
+      check resolv '[ "$(cat /etc/resolv.conf)" = "$(printf "search a.example\nnameserver 10.0.0.10\noptions ndots:2")" ]' "$(cat /etc/resolv.conf)"
+      check read-only-root '! touch /rootfile 2>/dev/null' "the root filesystem is writable"
+      check expansion '[ "$SECOND" = one-two ]' "$SECOND"
+      check resource-env '[ "$MEMORY_MI" = 64 ]' "$MEMORY_MI"
+      check env-from '[ "$CM_colour" = blue ]' "$(env)"
+      check downward-labels 'grep -q "tier=\"e2e\"" /info/labels' "$(cat /info/labels)"
+      check downward-cpu '[ "$(cat /info/cpu)" = 500 ]' "$(cat /info/cpu)"
+      check memory-medium 'grep -q " /scratch tmpfs " /proc/mounts' "$(grep scratch /proc/mounts)"
+      check scratch-writable 'echo x > /scratch/f' "cannot write to the emptyDir"
+      check host-path '[ "$(cat /host/from-host)" = "host file" ]' "$(ls -la /host)"
+      check projected '[ "$(cat /proj/colour)" = blue ] && [ "$(cat /proj/podname)" = sees ]' "$(ls -la /proj)"
+      check cpu-limit '[ "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d" " -f1 /sys/fs/cgroup/cpu.max)" = 50000 ]' "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>&1)"
+      check memory-limit '[ "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)" = 67108864 ]' "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>&1)"
+  - name: capable
+    image: IMAGE
+    securityContext:
+      runAsUser: 0
+      capabilities: {drop: [ALL], add: [CHOWN]}
+    command:
+    - sh
+    - -c
+    - |
+      caps=$(grep CapEff /proc/self/status | cut -f2)
+      if [ "$caps" = 0000000000000001 ]; then echo "ok capabilities"; else echo "FAIL capabilities: $caps"; fi
+"#;
+
+#[test]
+fn containers_see_their_identity_volumes_and_limits() {
+    let c = AgentCluster::start("kruste2e5", 242);
+    let host_dir = c.c().path().join("host-dir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("from-host"), "host file").unwrap();
+    c.apply(&WHAT_A_CONTAINER_SEES.replace("HOSTDIR", host_dir.to_str().unwrap()));
+    c.wait_phase("sees", "Succeeded");
+    let mut report = c.c().ok(&["logs", "sees", "-c", "user"]);
+    report.push_str(&c.c().ok(&["logs", "sees", "-c", "capable"]));
+    assert!(!report.contains("FAIL"), "{report}");
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 18, "{report}");
+}
