@@ -58,13 +58,16 @@ impl Authenticator {
         if let Some(c) = cert {
             return Some(c.0.clone());
         }
-        let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
-        if token.is_empty() {
-            return None;
-        }
+        let token = bearer(headers)?;
         self.tokens.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
     }
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
+    (!token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod openapi_pb;
 pub mod registry;
 pub mod request;
+pub mod satoken;
 pub mod serve;
 pub mod strategy;
 pub mod table;
@@ -49,6 +50,9 @@ pub struct Config {
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// Serves `/cacerts` and node credentials to joining agents; `None`: no joining.
     pub node_join: Option<Arc<dyn join::NodeJoin>>,
+    /// Signs and checks service-account tokens (TokenRequest). The default is a key
+    /// that lives as long as the process; `krust server` keeps one in its data dir.
+    pub service_account_tokens: Arc<satoken::TokenSigner>,
 }
 
 impl Default for Config {
@@ -60,6 +64,9 @@ impl Default for Config {
             advertise_port: 6443,
             kubelet_client: None,
             node_join: None,
+            service_account_tokens: Arc::new(
+                satoken::TokenSigner::generate().expect("the system random generator works"),
+            ),
         }
     }
 }

@@ -86,6 +86,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         advertise_port: args.port,
         kubelet_client: Some(pki.kubelet_client_tls()?),
         node_join: Some(Arc::new(join_authority)),
+        service_account_tokens: Arc::new(
+            apiserver::satoken::TokenSigner::load_or_create(&dir.join("tls").join("service-account.key"))
+                .map_err(anyhow::Error::msg)?,
+        ),
         ..Default::default()
     };
     let authn = apiserver::auth::Authenticator::new();

@@ -1007,6 +1007,11 @@ spec:
       check projected '[ "$(cat /proj/colour)" = blue ] && [ "$(cat /proj/podname)" = sees ]' "$(ls -la /proj)"
       check cpu-limit '[ "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d" " -f1 /sys/fs/cgroup/cpu.max)" = 50000 ]' "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>&1)"
       check memory-limit '[ "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)" = 67108864 ]' "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>&1)"
+      sa=/var/run/secrets/kubernetes.io/serviceaccount
+      check sa-token '[ -s $sa/token ]' "$(ls -la $sa/)"
+      check sa-namespace '[ "$(cat $sa/namespace)" = default ]' "$(cat $sa/namespace)"
+      check sa-ca 'grep -q "BEGIN CERTIFICATE" $sa/ca.crt' "$(cat $sa/ca.crt)"
+      echo "token $(cat $sa/token)"
   - name: capable
     image: IMAGE
     securityContext:
@@ -1031,5 +1036,21 @@ fn containers_see_their_identity_volumes_and_limits() {
     let mut report = c.c().ok(&["logs", "sees", "-c", "user"]);
     report.push_str(&c.c().ok(&["logs", "sees", "-c", "capable"]));
     assert!(!report.contains("FAIL"), "{report}");
-    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 18, "{report}");
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 21, "{report}");
+
+    // The projected service-account token is a credential of the pod's account.
+    let token = report.lines().find_map(|l| l.strip_prefix("token ")).expect("the token line").to_owned();
+    let server = format!("https://127.0.0.1:{}", c.c().port);
+    let out = std::process::Command::new(common::KUBECTL)
+        .args(["--kubeconfig", "/dev/null", "--server", &server, "--insecure-skip-tls-verify"])
+        .args(["--token", &token, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])
+        .env("HOME", c.c().path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "system:serviceaccount:default:default",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

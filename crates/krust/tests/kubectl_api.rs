@@ -452,3 +452,33 @@ fn dry_run_and_field_validation_warnings_write_nothing() {
     let warn = String::from_utf8_lossy(&out.stderr);
     assert!(warn.contains("unknown field \"bogus\""), "the server's Warning header reaches kubectl: {warn}");
 }
+
+#[test]
+fn service_account_tokens_authenticate_until_their_account_is_gone() {
+    let c = Cluster::start();
+    let me = c.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}"]);
+    assert!(me.contains("system:masters"), "{me}");
+    c.ok(&["create", "serviceaccount", "robot"]);
+    let token = c.ok(&["create", "token", "robot", "--duration=15m"]).trim().to_owned();
+    let server = format!("https://127.0.0.1:{}", c.port);
+    let as_robot = |args: &[&str]| {
+        std::process::Command::new(common::KUBECTL)
+            .args(["--kubeconfig", "/dev/null", "--server", &server, "--insecure-skip-tls-verify"])
+            .args(["--token", &token])
+            .args(args)
+            .env("HOME", c.path())
+            .output()
+            .expect("run kubectl")
+    };
+    let out = as_robot(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:robot");
+    let err = c.fails(&["create", "token", "robot", "--duration=5m"]);
+    assert!(err.contains("may not specify a duration less than 10 minutes"), "{err}");
+    let err = c.fails(&["create", "token", "nobody"]);
+    assert!(err.contains("serviceaccounts \"nobody\" not found"), "{err}");
+    c.ok(&["delete", "serviceaccount", "robot"]);
+    let out = as_robot(&["get", "pods"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unauthorized") || err.contains("provide credentials"), "{err}");
+}

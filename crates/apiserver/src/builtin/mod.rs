@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use apimachinery::validation::NameRule;
 use k8s_openapi::api::{
-    admissionregistration::v1 as admissionregistration, apps::v1 as apps, autoscaling::v1 as autoscalingv1,
-    autoscaling::v2 as autoscalingv2, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, node::v1 as node,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+    authentication::v1 as authentication, autoscaling::v1 as autoscalingv1, autoscaling::v2 as autoscalingv2,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde::{Serialize, de::DeserializeOwned};
@@ -397,33 +398,39 @@ pub fn register_all(r: &Registry) {
             .status()
             .generation(),
     );
-    // core/v1 bindings: a create-only resource.
-    let mut binding = Def::new(plain::<core::Binding>());
-    binding.verbs = vec!["create"];
-    add_binding(r, binding);
+    // Create-only kinds that are answered, never stored.
+    add_create_only::<core::Binding>(r, "bindings", true);
+    add_create_only::<authentication::TokenReview>(r, "tokenreviews", false);
+    add_create_only::<authentication::SelfSubjectReview>(r, "selfsubjectreviews", false);
 }
 
-fn add_binding(r: &Registry, def: Def) {
+/// A kind clients only create (`bindings`, `tokenreviews`, ...): what discovery and
+/// OpenAPI say about it; its handler answers without storing anything.
+fn add_create_only<T>(r: &Registry, plural: &str, namespaced: bool)
+where
+    T: k8s_openapi::Resource + DeserializeOwned + Serialize + schemars::JsonSchema + Send + Sync + 'static,
+{
+    let definition = T::schema_name().to_string();
     r.add(Resource {
-        group: String::new(),
-        version: "v1".into(),
-        kind: "Binding".into(),
-        list_kind: "BindingList".into(),
-        plural: "bindings".into(),
-        singular: "binding".into(),
-        namespaced: true,
+        group: T::GROUP.into(),
+        version: T::VERSION.into(),
+        kind: T::KIND.into(),
+        list_kind: format!("{}List", T::KIND),
+        plural: plural.into(),
+        singular: T::KIND.to_ascii_lowercase(),
+        namespaced,
         short_names: Vec::new(),
         categories: Vec::new(),
-        verbs: def.verbs,
+        verbs: vec!["create"],
         status_subresource: false,
         scale: None,
         tracks_generation: false,
-        storage: Arc::new(StorageInfo::new("", "bindings", true, "v1")),
-        strategy: def.strategy,
+        storage: Arc::new(StorageInfo::new(T::GROUP, plural, namespaced, T::VERSION)),
+        strategy: plain::<T>(),
         printer: Printer::Default,
-        schema: Schema::Definition("io.k8s.api.core.v1.Binding".into()),
-        definition: Some("io.k8s.api.core.v1.Binding".into()),
-        schema_fn: Some(schema_of::<core::Binding>),
+        schema: Schema::Definition(definition.clone()),
+        definition: Some(definition),
+        schema_fn: Some(schema_of::<T>),
         extra_subresources: Vec::new(),
         name_rule: NameRule::Dns1123Subdomain,
         allow_create_on_update: false,

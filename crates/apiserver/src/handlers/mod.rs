@@ -20,6 +20,7 @@ pub mod nodestream;
 pub mod read;
 mod spdy;
 pub mod sub;
+pub mod token;
 pub mod watch;
 pub mod write;
 
@@ -122,12 +123,14 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
         }
     }
     let cert = parts.extensions.get::<CertIdentity>();
-    let user = match parts
-        .extensions
-        .get::<User>()
-        .cloned()
-        .or_else(|| api.authn.authenticate(&parts.headers, cert))
+    let mut user =
+        parts.extensions.get::<User>().cloned().or_else(|| api.authn.authenticate(&parts.headers, cert));
+    if user.is_none()
+        && let Some(t) = crate::auth::bearer(&parts.headers)
     {
+        user = token::authenticate(&api, t).await;
+    }
+    let user = match user {
         Some(u) => u,
         None if is_public(&path) => User::new("system:anonymous", &["system:unauthenticated"]),
         None => return Err(ApiError::unauthorized()),
@@ -233,9 +236,18 @@ async fn dispatch(ctx: &Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         (&Method::GET, true, Some("status")) if ctx.res.status_subresource => read::get(ctx).await,
         (&Method::GET, true, Some("scale")) if ctx.res.scale.is_some() => sub::get_scale(ctx).await,
         (&Method::GET, true, Some("log")) if ctx.res.plural == "pods" => nodeproxy::pod_log(ctx).await,
+        (&Method::POST, false, None) if ctx.res.group == "authentication.k8s.io" => {
+            match ctx.res.plural.as_str() {
+                "tokenreviews" => token::review(ctx, &body).await,
+                _ => token::self_review(ctx).await,
+            }
+        }
         (&Method::POST, false, None) => write::create(ctx, &body).await,
         (&Method::POST, true, Some("binding")) if ctx.res.plural == "pods" => sub::binding(ctx, &body).await,
         (&Method::POST, false, _) if ctx.res.plural == "bindings" => sub::binding(ctx, &body).await,
+        (&Method::POST, true, Some("token")) if ctx.res.plural == "serviceaccounts" => {
+            token::create(ctx, &body).await
+        }
         (&Method::POST, true, Some("eviction")) if ctx.res.plural == "pods" => {
             sub::eviction(ctx, &body).await
         }

@@ -1,0 +1,176 @@
+//! Integration, in-process over the memory store: the TokenRequest API issues tokens
+//! that authenticate as their service account while the account (and the object the
+//! token is bound to) exists; TokenReview and SelfSubjectReview report who a token or a
+//! caller is; bad requests get Kubernetes' errors.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn api() -> Arc<apiserver::Api> {
+    let store = Arc::new(store::memory::MemoryStore::new());
+    apiserver::Api::new(store, apiserver::Config::default(), apiserver::auth::Authenticator::new())
+        .await
+        .unwrap()
+}
+
+/// One request as the admin, or with `token` as its bearer token when given.
+async fn call(
+    api: &Arc<apiserver::Api>,
+    method: &str,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let router = match token {
+        None => {
+            apiserver::serve::router_as(api.clone(), apiserver::auth::User::new("admin", &["system:masters"]))
+        }
+        Some(_) => apiserver::serve::router(api.clone()),
+    };
+    let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
+    let resp = router.oneshot(req.body(body).unwrap()).await.unwrap();
+    let code = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+const SA: &str = "/api/v1/namespaces/default/serviceaccounts";
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+async fn token_for(api: &Arc<apiserver::Api>, sa: &str, spec: Value) -> (StatusCode, Value) {
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+    call(api, "POST", &format!("{SA}/{sa}/token"), body, None).await
+}
+
+#[tokio::test]
+async fn a_requested_token_authenticates_as_its_service_account() {
+    let api = api().await;
+    let (code, _) = call(&api, "POST", SA, json!({"metadata": {"name": "robot"}}), None).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, tr) = token_for(&api, "robot", json!({})).await;
+    assert_eq!(code, StatusCode::CREATED, "{tr}");
+    assert_eq!(tr["kind"], "TokenRequest");
+    assert_eq!(tr["spec"]["expirationSeconds"], 3600);
+    assert_eq!(tr["spec"]["audiences"], json!(["https://kubernetes.default.svc.cluster.local"]));
+    assert!(tr["status"]["expirationTimestamp"].as_str().unwrap().ends_with('Z'));
+    let token = tr["status"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    // The token is a credential: the caller is the account.
+    let (code, me) = call(
+        &api,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{me}");
+    assert_eq!(me["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
+    let groups = me["status"]["userInfo"]["groups"].to_string();
+    assert!(groups.contains("system:serviceaccounts:default") && groups.contains("system:authenticated"));
+    let (code, _) = call(&api, "GET", PODS, Value::Null, Some(&token)).await;
+    assert_eq!(code, StatusCode::OK);
+
+    // TokenReview says the same; a token for another audience is not for this server.
+    let review = |t: &str, aud: Value| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+               "spec": {"token": t, "audiences": aud}})
+    };
+    let path = "/apis/authentication.k8s.io/v1/tokenreviews";
+    let (code, r) = call(&api, "POST", path, review(&token, json!([])), None).await;
+    assert_eq!(code, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"]["authenticated"], true);
+    assert_eq!(r["status"]["user"]["username"], "system:serviceaccount:default:robot");
+    let (_, vault) = token_for(&api, "robot", json!({"audiences": ["vault"]})).await;
+    let vault = vault["status"]["token"].as_str().unwrap().to_owned();
+    let (code, _) = call(&api, "GET", PODS, Value::Null, Some(&vault)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (_, r) = call(&api, "POST", path, review(&vault, json!(["vault"])), None).await;
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(r["status"]["audiences"], json!(["vault"]));
+    let (_, r) = call(&api, "POST", path, review("garbage", json!([])), None).await;
+    assert_eq!(r["status"]["authenticated"], false);
+
+    // Deleting the account ends its tokens.
+    let (code, _) = call(&api, "DELETE", &format!("{SA}/robot"), Value::Null, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&api, "GET", PODS, Value::Null, Some(&token)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_token_bound_to_a_pod_dies_with_the_pod() {
+    let api = api().await;
+    call(&api, "POST", SA, json!({"metadata": {"name": "robot"}}), None).await;
+    call(&api, "POST", SA, json!({"metadata": {"name": "other"}}), None).await;
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"serviceAccountName": "robot",
+        "containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, pod) = call(&api, "POST", PODS, pod, None).await;
+    assert_eq!(code, StatusCode::CREATED, "{pod}");
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
+    let bound = json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": uid}});
+    let (code, tr) = token_for(&api, "robot", bound.clone()).await;
+    assert_eq!(code, StatusCode::CREATED, "{tr}");
+    let token = tr["status"]["token"].as_str().unwrap().to_owned();
+    let (code, _) = call(&api, "GET", PODS, Value::Null, Some(&token)).await;
+    assert_eq!(code, StatusCode::OK);
+
+    // Another account cannot bind to a pod that runs as robot; a stale uid conflicts.
+    let (code, status) = token_for(&api, "other", bound).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert!(status["message"].as_str().unwrap().contains("different serviceaccount name"), "{status}");
+    let stale = json!({"boundObjectRef": {"kind": "Pod", "name": "p", "uid": "not-the-uid"}});
+    let (code, status) = token_for(&api, "robot", stale).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{status}");
+    let (code, _) =
+        token_for(&api, "robot", json!({"boundObjectRef": {"kind": "Pod", "name": "gone"}})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, status) =
+        token_for(&api, "robot", json!({"boundObjectRef": {"kind": "ConfigMap", "name": "x"}})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+
+    // Once the pod is gone (no grace period), its token no longer authenticates.
+    let (code, _) = call(&api, "DELETE", &format!("{PODS}/p?gracePeriodSeconds=0"), Value::Null, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&api, "GET", PODS, Value::Null, Some(&token)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn bad_token_requests_get_kubernetes_errors() {
+    let api = api().await;
+    let (code, status) = token_for(&api, "nobody", json!({})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(status["message"], "serviceaccounts \"nobody\" not found");
+    call(&api, "POST", SA, json!({"metadata": {"name": "robot"}}), None).await;
+    let (code, status) = token_for(&api, "robot", json!({"expirationSeconds": 300})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        "TokenRequest.authentication.k8s.io \"robot\" is invalid: spec.expirationSeconds: Invalid value: 300: \
+         may not specify a duration less than 10 minutes"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.expirationSeconds");
+    // A dry run checks and issues nothing.
+    let (code, tr) = call(
+        &api,
+        "POST",
+        &format!("{SA}/robot/token?dryRun=All"),
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(tr["status"]["token"], "");
+}
