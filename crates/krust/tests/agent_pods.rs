@@ -917,6 +917,17 @@ fn exec_takes_stdin_and_terminals_and_port_forward_reaches_the_pod() {
     assert!(out.status.success(), "exec -it failed: {printed} {}", String::from_utf8_lossy(&out.stderr));
     assert!(printed.contains("/dev/pts/") && printed.contains("tty done"), "{printed:?}");
 
+    // The official Python client: exec over v4.channel.k8s.io (passed through to the
+    // runtime) and port-forward over the portforward.k8s.io WebSocket.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/streams.py");
+    let out = c.c().python(&script, &["web-server", "8080"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python client ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // `kubectl port-forward` over the WebSocket tunnel kubectl tries first, and over
     // SPDY: each local connection reaches the pod's port 8080.
     for websockets in [true, false] {

@@ -8,7 +8,9 @@
 //! - A `v5.channel.k8s.io` WebSocket (kubectl 1.29 and later for exec and attach):
 //!   translated here into a SPDY session with the agent, so that v5's "stdin is done"
 //!   signal becomes end-of-file for the command (a FIN on its stdin stream), which no
-//!   older WebSocket protocol can carry.
+//!   older WebSocket protocol can carry. `v4.channel.k8s.io` (the official Python
+//!   client) is translated the same way: clients send stdin in text messages too, which
+//!   the runtime's own WebSocket server drops.
 //! - `SPDY/3.1+portforward.k8s.io` (kubectl 1.30 and later for port-forward): SPDY
 //!   tunnelled in WebSocket binary messages; unwrapped here into a SPDY upgrade.
 //!
@@ -35,6 +37,9 @@ use crate::error::{ApiError, ApiResult};
 
 /// exec/attach over WebSocket with a close signal for stdin; translated to SPDY.
 const V5: &str = "v5.channel.k8s.io";
+/// The same without the close signal; also translated, so that text messages (which
+/// some clients send stdin in, and the runtime drops) arrive as data.
+const V4: &str = "v4.channel.k8s.io";
 /// port-forward's SPDY carried in WebSocket binary messages.
 const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 /// What the runtime is asked for when this side speaks SPDY to it.
@@ -149,6 +154,7 @@ pub async fn pod_stream(ctx: &Ctx, parts: &mut http::request::Parts) -> ApiResul
     let translated = match verb.as_str() {
         "portforward" if offered.iter().any(|p| p == TUNNEL) => Some((TUNNEL, PORT_FORWARD)),
         "exec" | "attach" if offered.iter().any(|p| p == V5) => Some((V5, REMOTE_COMMAND)),
+        "exec" | "attach" if offered.iter().any(|p| p == V4) => Some((V4, REMOTE_COMMAND)),
         _ => None,
     };
     let Some((protocol, upstream)) = translated else {
@@ -302,7 +308,7 @@ fn stream_ids(s: Streams) -> BTreeMap<u8, (u32, &'static str)> {
     ids
 }
 
-/// exec and attach for a v5 client: opens the session's SPDY streams with the runtime,
+/// exec and attach for a v5 (or v4) client: opens the session's SPDY streams with the runtime,
 /// passes stdin and terminal sizes up and stdout, stderr and the final status down,
 /// turns the client's close of stdin into a FIN, and ends the WebSocket once the
 /// runtime has finished every stream it writes.
@@ -373,6 +379,7 @@ async fn translate(client: WebSocket, agent: Upgraded, streams: Streams) {
         while let Some(Ok(m)) = from_client.next().await {
             let b = match m {
                 ws::Message::Binary(b) => b,
+                ws::Message::Text(t) => Bytes::copy_from_slice(t.as_str().as_bytes()),
                 ws::Message::Close(_) => break,
                 _ => continue,
             };

@@ -152,6 +152,18 @@ impl Cluster {
         cmd
     }
 
+    /// Runs a Python script (which uses the official client with this cluster's
+    /// kubeconfig) and returns whatever happened.
+    pub fn python(&self, script: &Path, args: &[&str]) -> Output {
+        Command::new("python3")
+            .arg(script)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("run python3")
+    }
+
     /// Runs kubectl and returns whatever happened.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run kubectl")

@@ -308,10 +308,18 @@ async fn port_forward(
     let Some(sandbox) = sandbox else {
         return text(StatusCode::BAD_REQUEST, format!("pod {ns}/{name} has no running sandbox on this node"));
     };
-    let url = match shared.runtime.port_forward(&sandbox, Vec::new()).await {
-        // A WebSocket session names its ports in the query (`?port=80`); SPDY names
-        // them per stream.
-        Ok(u) if !query.is_empty() && !u.contains('?') => format!("{u}?{query}"),
+    // A WebSocket session names its ports in the query (`?port=80`), which the runtime
+    // takes from the CRI request; SPDY names them per stream.
+    let mut ports = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if let Some(("port", v)) = pair.split_once('=') {
+            match v.parse::<u16>() {
+                Ok(p) if p > 0 => ports.push(i32::from(p)),
+                _ => return text(StatusCode::BAD_REQUEST, format!("invalid port {v:?}")),
+            }
+        }
+    }
+    let url = match shared.runtime.port_forward(&sandbox, ports).await {
         Ok(u) => u,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, super::grpc_message(&e)),
     };
