@@ -174,3 +174,68 @@ async fn bad_token_requests_get_kubernetes_errors() {
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(tr["status"]["token"], "");
 }
+
+#[tokio::test]
+async fn pods_mount_the_token_unless_they_or_their_account_opt_out() {
+    let api = api().await;
+    call(
+        &api,
+        "POST",
+        SA,
+        json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false}),
+        None,
+    )
+    .await;
+    call(&api, "POST", SA, json!({"metadata": {"name": "loud"}}), None).await;
+    let pod = |name: &str, sa: &str, automount: Value| {
+        let mut spec = json!({"serviceAccountName": sa, "containers": [{"name": "c", "image": "busybox"}]});
+        if !automount.is_null() {
+            spec["automountServiceAccountToken"] = automount;
+        }
+        json!({"metadata": {"name": name}, "spec": spec})
+    };
+    let mounts = |pod: &Value| {
+        pod["spec"]["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"].as_str().unwrap().starts_with("kube-api-access-")))
+    };
+    let (_, p) = call(&api, "POST", PODS, pod("a", "loud", Value::Null), None).await;
+    assert!(mounts(&p), "{p}");
+    let mount = &p["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount");
+    let (_, p) = call(&api, "POST", PODS, pod("b", "quiet", Value::Null), None).await;
+    assert!(!mounts(&p), "the account opts out: {p}");
+    let (_, p) = call(&api, "POST", PODS, pod("c", "quiet", json!(true)), None).await;
+    assert!(mounts(&p), "the pod opts in: {p}");
+    let (_, p) = call(&api, "POST", PODS, pod("d", "loud", json!(false)), None).await;
+    assert!(!mounts(&p), "the pod opts out: {p}");
+}
+
+#[tokio::test]
+async fn the_signing_key_is_published_for_others_to_check_tokens() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let api = api().await;
+    call(&api, "POST", SA, json!({"metadata": {"name": "robot"}}), None).await;
+    let (_, tr) = token_for(&api, "robot", json!({})).await;
+    let token = tr["status"]["token"].as_str().unwrap().to_owned();
+    let (code, discovery) = call(&api, "GET", "/.well-known/openid-configuration", Value::Null, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(discovery["issuer"], "https://kubernetes.default.svc.cluster.local");
+    assert!(discovery["jwks_uri"].as_str().unwrap().ends_with("/openid/v1/jwks"), "{discovery}");
+    let (code, jwks) = call(&api, "GET", "/openid/v1/jwks", Value::Null, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let key = &jwks["keys"][0];
+    assert_eq!((key["kty"].as_str(), key["alg"].as_str()), (Some("EC"), Some("ES256")));
+    // The published key checks the token's signature; its id is the token's `kid`.
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["kid"], key["kid"]);
+    let mut point = vec![4u8];
+    point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap());
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
+        .expect("the published key verifies the token");
+}

@@ -294,6 +294,15 @@ fn random_suffix() -> String {
     apimachinery::validation::generate_name("")
 }
 
+/// Whether the service account `name` of the request's namespace lets its pods mount
+/// its token (`automountServiceAccountToken`, default yes; also when it cannot be read).
+async fn service_account_automounts(ctx: &Ctx, name: &str) -> bool {
+    let Some(res) = ctx.api.registry.get("", "v1", "serviceaccounts") else { return true };
+    let Ok(Some(kv)) = ctx.api.store.get(&res.key(ctx.ns(), name)).await else { return true };
+    let Ok(account) = crate::handlers::read::decode_stored(&kv) else { return true };
+    account.get("automountServiceAccountToken").and_then(Value::as_bool) != Some(false)
+}
+
 /// ServiceAccount, DefaultTolerationSeconds and Priority admission for new pods.
 async fn pod_admission(ctx: &Ctx, obj: &mut Value) {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
@@ -302,7 +311,12 @@ async fn pod_admission(ctx: &Ctx, obj: &mut Value) {
     let sa = if sa.is_empty() { "default".to_string() } else { sa };
     spec.insert("serviceAccountName".into(), json!(sa));
     spec.insert("serviceAccount".into(), json!(sa));
-    let automount = spec.get("automountServiceAccountToken").and_then(Value::as_bool) != Some(false);
+    // The pod's own setting wins; else its account's (an account that opts out of
+    // automounting keeps its pods free of the token).
+    let automount = match spec.get("automountServiceAccountToken").and_then(Value::as_bool) {
+        Some(on) => on,
+        None => service_account_automounts(ctx, &sa).await,
+    };
     let has_mount = |c: &Value| {
         c.get("volumeMounts").and_then(Value::as_array).is_some_and(|ms| {
             ms.iter().any(|m| {

@@ -141,6 +141,8 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
         "/healthz" | "/livez" | "/readyz" => return Ok((StatusCode::OK, "ok").into_response()),
         p if is_public(p) => return Ok((StatusCode::OK, "ok").into_response()),
         "/metrics" => return Ok(api.metrics.render(&api)),
+        "/.well-known/openid-configuration" => return Ok(token::openid_configuration(&api)),
+        "/openid/v1/jwks" => return Ok(token::jwks(&api)),
         "/openapi/v2" | "/swagger.json" => return Ok(api.openapi.v2(&api, &parts.headers)),
         "/openapi/v3" => return Ok(api.openapi.v3_index(&api)),
         p if p.starts_with("/openapi/v3/") => return api.openapi.v3(&api, &p["/openapi/v3/".len()..]),

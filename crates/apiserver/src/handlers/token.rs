@@ -154,6 +154,37 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     Ok(negotiate::encode(StatusCode::CREATED, &out, output))
 }
 
+fn json_response(content_type: &'static str, body: &Value) -> Response {
+    let mut r = Response::new(axum::body::Body::from(body.to_string()));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r
+}
+
+/// GET `/.well-known/openid-configuration`: where the keys that sign service-account
+/// tokens are, so that other parties can check the tokens themselves.
+pub fn openid_configuration(api: &Api) -> Response {
+    let c = &api.config;
+    let host = if c.advertise_address.contains(':') {
+        format!("[{}]", c.advertise_address)
+    } else {
+        c.advertise_address.clone()
+    };
+    let body = json!({
+        "issuer": c.service_account_tokens.issuer(),
+        "jwks_uri": format!("https://{host}:{}/openid/v1/jwks", c.advertise_port),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    });
+    json_response("application/json", &body)
+}
+
+/// GET `/openid/v1/jwks`: the public key of service-account tokens.
+pub fn jwks(api: &Api) -> Response {
+    let body = json!({"keys": [api.config.service_account_tokens.public_jwk()]});
+    json_response("application/jwk-set+json", &body)
+}
+
 fn user_info(user: &crate::auth::User) -> Value {
     json!({"username": user.name, "uid": user.uid, "groups": user.groups})
 }
