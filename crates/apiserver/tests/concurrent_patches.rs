@@ -3,20 +3,13 @@
 //! apply again to the newer object, as Kubernetes does. A patch that names one is a
 //! precondition and does fail.
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use common::api;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-async fn api() -> Arc<apiserver::Api> {
-    let store = Arc::new(store::memory::MemoryStore::new());
-    apiserver::Api::new(store, apiserver::Config::default(), apiserver::auth::Authenticator::new())
-        .await
-        .unwrap()
-}
 
 async fn call(
     api: &Arc<apiserver::Api>,
@@ -25,18 +18,7 @@ async fn call(
     ct: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let router =
-        apiserver::serve::router_as(api.clone(), apiserver::auth::User::new("admin", &["system:masters"]));
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", ct)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = router.oneshot(req).await.unwrap();
-    let code = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    common::request(api, method, path, ct, body, None).await
 }
 
 const CM: &str = "/api/v1/namespaces/default/configmaps";

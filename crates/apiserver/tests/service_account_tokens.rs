@@ -3,20 +3,13 @@
 //! token is bound to) exists; TokenReview and SelfSubjectReview report who a token or a
 //! caller is; bad requests get Kubernetes' errors.
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use common::api;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-async fn api() -> Arc<apiserver::Api> {
-    let store = Arc::new(store::memory::MemoryStore::new());
-    apiserver::Api::new(store, apiserver::Config::default(), apiserver::auth::Authenticator::new())
-        .await
-        .unwrap()
-}
 
 /// One request as the admin, or with `token` as its bearer token when given.
 async fn call(
@@ -26,21 +19,7 @@ async fn call(
     body: Value,
     token: Option<&str>,
 ) -> (StatusCode, Value) {
-    let router = match token {
-        None => {
-            apiserver::serve::router_as(api.clone(), apiserver::auth::User::new("admin", &["system:masters"]))
-        }
-        Some(_) => apiserver::serve::router(api.clone()),
-    };
-    let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
-    let resp = router.oneshot(req.body(body).unwrap()).await.unwrap();
-    let code = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    common::request(api, method, path, "application/json", body, token).await
 }
 
 const SA: &str = "/api/v1/namespaces/default/serviceaccounts";
