@@ -773,6 +773,37 @@ fn a_node_joins_with_a_token_and_serves_logs_and_exec() {
     let web = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
     assert_eq!(c.c().ok(&["exec", &web, "--", "cat", "/etc/hostname"]).trim(), web);
 
+    // The agent's API serves the API server (and administrators), not other nodes: a
+    // certificate of another node, though the cluster CA signed it, is refused.
+    let tls = c.c().data_dir().join("tls");
+    let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(tls.join("ca.key")).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "system:node:intruder");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let node_cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file) = (c.c().path().join("intruder.crt"), c.c().path().join("intruder.key"));
+    std::fs::write(&cert_file, node_cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let port = c.jsonpath(&["node", NODE], "{.status.daemonEndpoints.kubeletEndpoint.Port}");
+    let agent_get = |cert: &Path, key: &Path| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(tls.join("ca.crt"))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg(format!("https://127.0.0.1:{port}/containerLogs/default/talker/c"))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(agent_get(&cert_file, &key_file), "403");
+    assert_eq!(agent_get(&tls.join("admin.crt"), &tls.join("admin.key")), "200");
+
     // A token whose CA hash is not the server's is refused before anything is sent.
     let token = std::fs::read_to_string(c.c().data_dir().join("agent-token")).unwrap();
     let wrong = format!("K10{}{}", "0".repeat(64), &token.trim()[67..]);

@@ -1,7 +1,9 @@
 //! The agent's own HTTPS API, which the API server calls for `pods/log`, `exec`,
 //! `attach` and `portforward` (the kubelet's `/containerLogs/{namespace}/{pod}/{container}`,
 //! `/exec/...`, `/attach/...` and `/portForward/{namespace}/{pod}`). Clients must present
-//! a certificate the cluster CA signed: the TLS configuration the caller gives enforces it.
+//! a certificate the cluster CA signed (the TLS configuration the caller gives enforces
+//! it), and only administrators — the API server's own client certificate is one, in
+//! the `system:masters` group — may use it: another node's certificate is refused.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -55,9 +57,18 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Arc<rustls::
                     return;
                 }
             };
+            let caller = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(caller_of);
+            let caller = Arc::new(caller);
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                let caller = caller.clone();
+                async move {
+                    let answer = match refusal(caller.as_ref().as_ref(), &req) {
+                        Some(no) => no,
+                        None => handle(shared, req).await,
+                    };
+                    Ok::<_, Infallible>(answer)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -68,6 +79,39 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Arc<rustls::
             }
         });
     }
+}
+
+/// Who presented a client certificate: its common name and organizations (groups).
+#[derive(Debug, PartialEq)]
+struct Caller {
+    user: String,
+    groups: Vec<String>,
+}
+
+fn caller_of(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<Caller> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = parsed.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_owned)).collect();
+    Some(Caller { user, groups })
+}
+
+/// The answer refusing `req` to `caller`, or `None` when it may go ahead: health is
+/// open to any client of the cluster CA, everything else needs `system:masters`
+/// (worded as the kubelet's authorizer words a refusal).
+fn refusal<B>(caller: Option<&Caller>, req: &Request<B>) -> Option<Response<Body>> {
+    if req.uri().path() == "/healthz"
+        || caller.is_some_and(|c| c.groups.iter().any(|g| g == "system:masters"))
+    {
+        return None;
+    }
+    let user = caller.map(|c| c.user.as_str()).unwrap_or("system:anonymous");
+    let verb = if req.method() == http::Method::GET { "get" } else { "create" };
+    let subresource = if req.uri().path().starts_with("/containerLogs/") { "log" } else { "proxy" };
+    Some(text(
+        StatusCode::FORBIDDEN,
+        format!("Forbidden (user={user}, verb={verb}, resource=nodes, subresource(s)=[{subresource}])"),
+    ))
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
@@ -383,6 +427,41 @@ async fn splice_upgrade(req: Request<Incoming>, url: &str) -> Result<Response<Bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cert(cn: &str, orgs: &[&str]) -> rustls::pki_types::CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        for o in orgs {
+            params.distinguished_name.push(rcgen::DnType::OrganizationName, *o);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_client_certificate_names_its_user_and_groups() {
+        let c = caller_of(&cert("kube-apiserver-kubelet-client", &["system:masters"])).unwrap();
+        assert_eq!(c.user, "kube-apiserver-kubelet-client");
+        assert_eq!(c.groups, ["system:masters"]);
+        let node = caller_of(&cert("system:node:n2", &["system:nodes"])).unwrap();
+        assert_eq!(node.groups, ["system:nodes"]);
+        assert_eq!(caller_of(&rustls::pki_types::CertificateDer::from(vec![1, 2, 3])), None);
+    }
+
+    #[test]
+    fn only_administrators_may_use_the_api_beyond_health() {
+        let admin =
+            Caller { user: "kube-apiserver-kubelet-client".into(), groups: vec!["system:masters".into()] };
+        let node = Caller { user: "system:node:n2".into(), groups: vec!["system:nodes".into()] };
+        let get = |path: &str| Request::get(path).body(()).unwrap();
+        assert!(refusal(Some(&admin), &get("/containerLogs/default/p/c")).is_none());
+        assert!(refusal(Some(&node), &get("/healthz")).is_none());
+        let no = refusal(Some(&node), &get("/containerLogs/default/p/c")).expect("refused");
+        assert_eq!(no.status(), StatusCode::FORBIDDEN);
+        let exec = Request::post("/exec/default/p/c?command=sh").body(()).unwrap();
+        assert!(refusal(Some(&node), &exec).is_some());
+        assert!(refusal(None, &get("/portForward/default/p")).is_some());
+    }
 
     #[test]
     fn exec_queries_name_the_command_and_the_streams() {
