@@ -922,6 +922,16 @@ fn exec_takes_stdin_and_terminals_and_port_forward_reaches_the_pod() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
     }
 
+    // A command that does not exist: the runtime's reason reaches the user, and kubectl
+    // fails; so does a container the pod does not have.
+    let out = c.c().kubectl(&["exec", "web-server", "--", "no-such-command"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no-such-command"), "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    let err = c.c().fails(&["exec", "web-server", "-c", "nope", "--", "true"]);
+    assert!(err.contains("container nope is not valid for pod web-server"), "{err}");
+
     // `kubectl cp` into the pod (tar on the command's stdin) and back out.
     let local = c.c().path().join("to-the-pod.txt");
     std::fs::write(&local, "copied in\n").unwrap();
