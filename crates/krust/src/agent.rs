@@ -110,6 +110,7 @@ async fn runtime(
     let options = cri::containerd::Options {
         pod_cidr: cidr.to_owned(),
         bridge: args.cni_bridge.clone(),
+        plain_http_registries: args.insecure_registries.clone(),
         ..Default::default()
     };
     let containerd = cri::Containerd::start(&data_dir.join("agent"), options).await?;
@@ -291,6 +292,7 @@ mod tests {
             cni_bridge: "krust0".into(),
             cluster_dns: vec![],
             cluster_domain: "cluster.local".into(),
+            insecure_registries: vec![],
             kubelet_port: 10250,
         }
     }

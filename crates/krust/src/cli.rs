@@ -48,6 +48,10 @@ pub struct NodeAgentArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// A registry (HOST:PORT) the agent's own containerd pulls from over plain HTTP
+    /// (repeatable); loopback registries need no entry, any other needs TLS otherwise.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
     /// The port of the agent's own HTTPS API (container logs), on the node's address
     /// (0: any free port).
     #[arg(long, default_value_t = 10250)]
