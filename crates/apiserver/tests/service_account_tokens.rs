@@ -218,3 +218,41 @@ async fn the_signing_key_is_published_for_others_to_check_tokens() {
         .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
         .expect("the published key verifies the token");
 }
+
+#[tokio::test]
+async fn the_agents_projected_tokens_last_a_year_and_warn_after_their_expiry() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let api = api().await;
+    call(&api, "POST", SA, json!({"metadata": {"name": "robot"}}), None).await;
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"serviceAccountName": "robot",
+        "containers": [{"name": "c", "image": "busybox"}]}});
+    call(&api, "POST", PODS, pod, None).await;
+    let claims_of = |tr: &Value| -> Value {
+        let token = tr["status"]["token"].as_str().unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+    };
+    let bound = json!({"kind": "Pod", "name": "p"});
+    let (_, tr) = token_for(&api, "robot", json!({"expirationSeconds": 3607, "boundObjectRef": bound})).await;
+    let claims = claims_of(&tr);
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert_eq!(exp - iat, 365 * 24 * 3600, "{claims}");
+    assert_eq!(claims["kubernetes.io"]["warnafter"].as_i64(), Some(iat + 3607), "{claims}");
+    assert_eq!(tr["spec"]["expirationSeconds"], 3607, "the request keeps its own lifetime");
+    // Any other lifetime, an unbound token, or another audience: as asked.
+    let (_, tr) = token_for(&api, "robot", json!({"expirationSeconds": 3600, "boundObjectRef": bound})).await;
+    let claims = claims_of(&tr);
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
+    assert!(claims["kubernetes.io"].get("warnafter").is_none());
+    let (_, tr) = token_for(&api, "robot", json!({"expirationSeconds": 3607})).await;
+    let claims = claims_of(&tr);
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3607);
+    let (_, tr) = token_for(
+        &api,
+        "robot",
+        json!({"expirationSeconds": 3607, "boundObjectRef": bound, "audiences": ["vault"]}),
+    )
+    .await;
+    let claims = claims_of(&tr);
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3607);
+}

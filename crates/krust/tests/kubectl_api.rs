@@ -482,3 +482,16 @@ fn service_account_tokens_authenticate_until_their_account_is_gone() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Unauthorized") || err.contains("provide credentials"), "{err}");
 }
+
+#[test]
+fn the_official_python_client_drives_the_api() {
+    let c = Cluster::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/api.py");
+    let out = c.python(&script, &[]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python api ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -17,6 +17,10 @@ use crate::satoken::Holder;
 const MIN_EXPIRATION: i64 = 600;
 const MAX_EXPIRATION: i64 = 1 << 32;
 const DEFAULT_EXPIRATION: i64 = 3600;
+/// What the node agent asks for its projected tokens, and how long such a token really
+/// lasts (a year).
+const PROJECTED_EXPIRATION: i64 = 3607;
+const EXTENDED_EXPIRATION: i64 = 365 * 24 * 3600;
 
 fn invalid(name: &str, errors: &[FieldError]) -> ApiError {
     ApiError::invalid("authentication.k8s.io", "TokenRequest", name, errors)
@@ -117,9 +121,22 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     if let Some((kind, bname, buid)) = &bound {
         scope[kind.to_ascii_lowercase()] = json!({"name": bname, "uid": buid});
     }
+    // The node agent's projected tokens (3607 s, bound to a pod, for this server) stay
+    // valid for a year and only warn after their nominal expiry, as kube-apiserver
+    // extends them, so that clients that never reread the file keep working.
+    let for_this_server = audiences.len() == 1 && audiences[0] == signer.issuer();
+    let extended = expiration == PROJECTED_EXPIRATION
+        && for_this_server
+        && matches!(&bound, Some((kind, _, _)) if kind == "Pod");
+    let hard_exp = if extended {
+        scope["warnafter"] = json!(exp);
+        iat + EXTENDED_EXPIRATION
+    } else {
+        exp
+    };
     let claims = json!({
         "aud": audiences,
-        "exp": exp,
+        "exp": hard_exp,
         "iat": iat,
         "iss": signer.issuer(),
         "jti": uuid::Uuid::new_v4().to_string(),
