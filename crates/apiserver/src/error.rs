@@ -65,7 +65,7 @@ impl ApiError {
         Self { code, reason, message: message.into(), details: None, retry_after: None }
     }
 
-    fn with_details(mut self, details: Value) -> Self {
+    pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self
     }

@@ -256,3 +256,30 @@ async fn the_agents_projected_tokens_last_a_year_and_warn_after_their_expiry() {
     let claims = claims_of(&tr);
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3607);
 }
+
+#[tokio::test]
+async fn a_pod_of_a_missing_service_account_is_forbidden() {
+    let api = api().await;
+    let pod = |name: &str, sa: Option<&str>| {
+        let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+        if let Some(sa) = sa {
+            spec["serviceAccountName"] = json!(sa);
+        }
+        json!({"metadata": {"name": name}, "spec": spec})
+    };
+    let (code, status) = call(&api, "POST", PODS, pod("p", Some("ghost")), None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{status}");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        "pods \"p\" is forbidden: error looking up service account default/ghost: serviceaccount \"ghost\" not found"
+    );
+    // No `default` account (no controller runs here): refused too, after a short wait
+    // for it; once it exists, pods are admitted.
+    let (code, _) = call(&api, "POST", PODS, pod("q", None), None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    call(&api, "POST", SA, json!({"metadata": {"name": "default"}}), None).await;
+    let (code, created) = call(&api, "POST", PODS, pod("q", None), None).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["serviceAccountName"], "default");
+}

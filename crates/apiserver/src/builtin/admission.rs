@@ -19,7 +19,7 @@ pub async fn mutate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResul
     match res.plural.as_str() {
         "services" => allocate_service(ctx, obj, old).await,
         "pods" if old.is_none() => {
-            pod_admission(ctx, obj).await;
+            pod_admission(ctx, obj).await?;
             super::quota::limit_ranger(ctx, obj).await
         }
         "persistentvolumeclaims" if old.is_none() => default_storage_class(ctx, obj).await,
@@ -294,28 +294,103 @@ fn random_suffix() -> String {
     apimachinery::validation::generate_name("")
 }
 
-/// Whether the service account `name` of the request's namespace lets its pods mount
-/// its token (`automountServiceAccountToken`, default yes; also when it cannot be read).
-async fn service_account_automounts(ctx: &Ctx, name: &str) -> bool {
-    let Some(res) = ctx.api.registry.get("", "v1", "serviceaccounts") else { return true };
-    let Ok(Some(kv)) = ctx.api.store.get(&res.key(ctx.ns(), name)).await else { return true };
-    let Ok(account) = crate::handlers::read::decode_stored(&kv) else { return true };
-    account.get("automountServiceAccountToken").and_then(Value::as_bool) != Some(false)
+/// The service account `name` of the request's namespace, read from storage. The
+/// `default` account is looked for a few times over a second or two, since its
+/// controller creates it just after the namespace (as kube-apiserver's admission does).
+async fn service_account(ctx: &Ctx, name: &str) -> ApiResult<Option<Value>> {
+    let res = ctx.api.registry.get("", "v1", "serviceaccounts").ok_or_else(ApiError::path_not_found)?;
+    let key = res.key(ctx.ns(), name);
+    let attempts = if name == "default" { 10 } else { 1 };
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            let pause = 100 + rand::random::<u64>() % 100;
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+        if let Some(kv) = ctx.api.store.get(&key).await? {
+            return crate::handlers::read::decode_stored(&kv).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// ServiceAccount, DefaultTolerationSeconds and Priority admission for new pods.
-async fn pod_admission(ctx: &Ctx, obj: &mut Value) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
-    // ServiceAccount: the `default` account, and its token projected into containers.
+async fn pod_admission(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    let pod_name = match crate::meta::name(obj) {
+        "" => obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or("").to_owned(),
+        n => n.to_owned(),
+    };
+    // Mirror pods (a node's static pods) are the node's business, not an account's.
+    let mirror = obj.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
+    if !mirror {
+        service_account_admission(ctx, spec, &pod_name).await?;
+    }
+    // DefaultTolerationSeconds: tolerate a not-ready or unreachable node for 5 minutes.
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if let Some(ts) = tolerations.as_array_mut() {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+            let covered = ts.iter().any(|t| {
+                let k = t.get("key").and_then(Value::as_str);
+                let e = t.get("effect").and_then(Value::as_str);
+                let op_exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+                (k == Some(key) || (k.is_none() && op_exists)) && (e.is_none() || e == Some("NoExecute"))
+            });
+            if !covered {
+                ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            }
+        }
+    }
+    // Priority: from the PriorityClass, else 0.
+    let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut priority = 0i64;
+    let mut preemption = "PreemptLowerPriority".to_string();
+    if !class.is_empty() {
+        if let Ok(Some(kv)) =
+            ctx.api.store.get(&format!("/registry/scheduling.k8s.io/priorityclasses/{class}")).await
+        {
+            if let Ok(pc) = serde_json::from_slice::<Value>(&kv.value) {
+                priority = pc.get("value").and_then(Value::as_i64).unwrap_or(0);
+                if let Some(p) = pc.get("preemptionPolicy").and_then(Value::as_str) {
+                    preemption = p.to_string();
+                }
+            }
+        } else if class == "system-node-critical" {
+            priority = 2_000_001_000;
+        } else if class == "system-cluster-critical" {
+            priority = 2_000_000_000;
+        }
+    }
+    spec.entry("priority").or_insert(json!(priority));
+    spec.entry("preemptionPolicy").or_insert(json!(preemption));
+    Ok(())
+}
+
+/// ServiceAccount admission: the `default` account unless one is named, which must
+/// exist, and its token projected into every container unless the pod or its account
+/// opts out.
+async fn service_account_admission(
+    ctx: &Ctx,
+    spec: &mut serde_json::Map<String, Value>,
+    pod_name: &str,
+) -> ApiResult<()> {
+    // ServiceAccount: the `default` account, which must exist, and its token projected
+    // into containers.
     let sa = spec.get("serviceAccountName").and_then(Value::as_str).unwrap_or("").to_string();
     let sa = if sa.is_empty() { "default".to_string() } else { sa };
     spec.insert("serviceAccountName".into(), json!(sa));
     spec.insert("serviceAccount".into(), json!(sa));
+    let Some(account) = service_account(ctx, &sa).await? else {
+        return Err(ApiError::forbidden(format!(
+            "pods {pod_name:?} is forbidden: error looking up service account {}/{sa}: serviceaccount {sa:?} not found",
+            ctx.ns()
+        ))
+        .with_details(json!({"name": pod_name, "kind": "pods"})));
+    };
     // The pod's own setting wins; else its account's (an account that opts out of
     // automounting keeps its pods free of the token).
     let automount = match spec.get("automountServiceAccountToken").and_then(Value::as_bool) {
         Some(on) => on,
-        None => service_account_automounts(ctx, &sa).await,
+        None => account.get("automountServiceAccountToken").and_then(Value::as_bool) != Some(false),
     };
     let has_mount = |c: &Value| {
         c.get("volumeMounts").and_then(Value::as_array).is_some_and(|ms| {
@@ -358,43 +433,7 @@ async fn pod_admission(ctx: &Ctx, obj: &mut Value) {
             }
         }
     }
-    // DefaultTolerationSeconds: tolerate a not-ready or unreachable node for 5 minutes.
-    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-    if let Some(ts) = tolerations.as_array_mut() {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            let covered = ts.iter().any(|t| {
-                let k = t.get("key").and_then(Value::as_str);
-                let e = t.get("effect").and_then(Value::as_str);
-                let op_exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
-                (k == Some(key) || (k.is_none() && op_exists)) && (e.is_none() || e == Some("NoExecute"))
-            });
-            if !covered {
-                ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-            }
-        }
-    }
-    // Priority: from the PriorityClass, else 0.
-    let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
-    let mut priority = 0i64;
-    let mut preemption = "PreemptLowerPriority".to_string();
-    if !class.is_empty() {
-        if let Ok(Some(kv)) =
-            ctx.api.store.get(&format!("/registry/scheduling.k8s.io/priorityclasses/{class}")).await
-        {
-            if let Ok(pc) = serde_json::from_slice::<Value>(&kv.value) {
-                priority = pc.get("value").and_then(Value::as_i64).unwrap_or(0);
-                if let Some(p) = pc.get("preemptionPolicy").and_then(Value::as_str) {
-                    preemption = p.to_string();
-                }
-            }
-        } else if class == "system-node-critical" {
-            priority = 2_000_001_000;
-        } else if class == "system-cluster-critical" {
-            priority = 2_000_000_000;
-        }
-    }
-    spec.entry("priority").or_insert(json!(priority));
-    spec.entry("preemptionPolicy").or_insert(json!(preemption));
+    Ok(())
 }
 
 #[cfg(test)]

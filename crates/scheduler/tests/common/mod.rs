@@ -7,25 +7,36 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, Taint,
+    Container, Node, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, ServiceAccount, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
-/// A client of a fresh in-process API server, acting as the scheduler.
+/// A client of a fresh in-process API server, acting as the scheduler. The `default`
+/// namespace has its `default` ServiceAccount (no controller runs here to create it,
+/// and pods need it).
 pub async fn api_server() -> kube::Client {
     let store = Arc::new(store::memory::MemoryStore::default());
     let api = apiserver::Api::new(store, apiserver::Config::default(), apiserver::auth::Authenticator::new())
         .await
         .expect("starting the API server");
-    kube::Client::new(
+    let client = kube::Client::new(
         apiserver::serve::router_as(
             api,
             apiserver::auth::User::new("system:kube-scheduler", &["system:masters"]),
         ),
         "default",
-    )
+    );
+    let account = ServiceAccount {
+        metadata: ObjectMeta { name: Some("default".into()), ..Default::default() },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("creating the default ServiceAccount");
+    client
 }
 
 pub fn node(name: &str, cpu: &str, mem: &str, taints: Vec<Taint>) -> Node {
