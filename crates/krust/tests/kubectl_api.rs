@@ -495,3 +495,12 @@ fn the_official_python_client_drives_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn auth_can_i_answers_for_an_authenticated_user() {
+    let c = Cluster::start();
+    assert_eq!(c.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+    assert_eq!(c.ok(&["auth", "can-i", "get", "/healthz"]).trim(), "yes");
+    let list = c.ok(&["auth", "can-i", "--list"]);
+    assert!(list.contains("*.*") && list.contains("[*]"), "{list}");
+}

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use apimachinery::validation::NameRule;
 use k8s_openapi::api::{
     admissionregistration::v1 as admissionregistration, apps::v1 as apps,
-    authentication::v1 as authentication, autoscaling::v1 as autoscalingv1, autoscaling::v2 as autoscalingv2,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
-    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    authentication::v1 as authentication, authorization::v1 as authorization,
+    autoscaling::v1 as autoscalingv1, autoscaling::v2 as autoscalingv2, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde::{Serialize, de::DeserializeOwned};
@@ -402,6 +403,10 @@ pub fn register_all(r: &Registry) {
     add_create_only::<core::Binding>(r, "bindings", true);
     add_create_only::<authentication::TokenReview>(r, "tokenreviews", false);
     add_create_only::<authentication::SelfSubjectReview>(r, "selfsubjectreviews", false);
+    add_create_only::<authorization::SubjectAccessReview>(r, "subjectaccessreviews", false);
+    add_create_only::<authorization::LocalSubjectAccessReview>(r, "localsubjectaccessreviews", true);
+    add_create_only::<authorization::SelfSubjectAccessReview>(r, "selfsubjectaccessreviews", false);
+    add_create_only::<authorization::SelfSubjectRulesReview>(r, "selfsubjectrulesreviews", false);
 }
 
 /// A kind clients only create (`bindings`, `tokenreviews`, ...): what discovery and

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::Resource;
 use crate::request::{Query, ResourcePath, Target, parse_path};
 
+pub mod access;
 pub mod nodeproxy;
 pub mod nodestream;
 pub mod read;
@@ -243,6 +244,9 @@ async fn dispatch(ctx: &Ctx, body: bytes::Bytes) -> ApiResult<Response> {
                 "tokenreviews" => token::review(ctx, &body).await,
                 _ => token::self_review(ctx).await,
             }
+        }
+        (&Method::POST, false, None) if ctx.res.group == "authorization.k8s.io" => {
+            access::review(ctx, &body).await
         }
         (&Method::POST, false, None) => write::create(ctx, &body).await,
         (&Method::POST, true, Some("binding")) if ctx.res.plural == "pods" => sub::binding(ctx, &body).await,
