@@ -143,12 +143,16 @@ impl TokenSigner {
         if now > exp + LEEWAY || claims["nbf"].as_i64().is_some_and(|nbf| now + LEEWAY < nbf) {
             return None;
         }
-        let aud = match &claims["aud"] {
-            Value::String(a) => vec![a.as_str()],
-            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
-            _ => return None,
-        };
-        aud.iter().any(|a| audiences.contains(a)).then_some(claims)
+        audiences_of(&claims).iter().any(|a| audiences.contains(a)).then_some(claims)
+    }
+}
+
+/// The audiences a token's claims name (`aud` is a string or a list of them).
+pub fn audiences_of(claims: &Value) -> Vec<&str> {
+    match &claims["aud"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -266,13 +266,12 @@ async fn holder_of(api: &Api, token: &str, audiences: &[&str]) -> Option<(crate:
     let now = jiff::Timestamp::now().as_second();
     let claims = signer.verify(token, now, audiences)?;
     let holder = Holder::of(&claims)?;
-    let token_audiences: Vec<String> = match &claims["aud"] {
-        Value::String(a) => vec![a.clone()],
-        Value::Array(list) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
+    let token_audiences: Vec<String> =
+        crate::satoken::audiences_of(&claims).into_iter().map(str::to_owned).collect();
     // An account being deleted ends its tokens; a bound object ends them once its
     // deletion time has passed (a pod stays reachable through its grace period).
+    // Read from storage, not the watch cache: a token must stop working the moment
+    // its account or pod is deleted, and the cache may not have seen that yet.
     let alive = |plural: &str, ns: &str, name: &str, uid: &str, grace: bool| {
         let res = api.registry.get("", "v1", plural);
         let key = res.map(|r| r.key(ns, name));
