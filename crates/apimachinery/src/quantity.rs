@@ -1,191 +1,423 @@
-//! Resource quantities (`100m`, `1.5Gi`, `2e3`): parsing into exact milli-units for
-//! arithmetic and comparison, and formatting back in Kubernetes' canonical style.
+//! Kubernetes resource quantities (`500m`, `128Mi`, `1.5G`, `2e3`): parsing, exact
+//! arithmetic and the canonical text kube-apiserver writes back (apimachinery's
+//! `resource.Quantity`). This is the one implementation every krust component uses.
+//!
+//! A value is kept as a whole number of nano-units in an `i128`, the finest precision
+//! Kubernetes keeps (finer input is rounded up, away from zero, as upstream does), which
+//! covers magnitudes up to about 10^29 units; larger inputs are refused as too large.
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
-/// A quantity as thousandths of its unit (so `100m` CPU is 100 and `1Ki` is 1,024,000).
-/// Values below a thousandth round up, as Kubernetes' `MilliValue` does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Quantity(pub i128);
-
-/// A string that is not a quantity.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}")]
-pub struct Error(pub String);
-
-fn suffix_factor(s: &str) -> Option<(i128, i32)> {
-    // (multiplier, decimal exponent)
-    Some(match s {
-        "" => (1, 0),
-        "Ki" => (1 << 10, 0),
-        "Mi" => (1 << 20, 0),
-        "Gi" => (1 << 30, 0),
-        "Ti" => (1 << 40, 0),
-        "Pi" => (1 << 50, 0),
-        "Ei" => (1 << 60, 0),
-        "n" => (1, -9),
-        "u" => (1, -6),
-        "m" => (1, -3),
-        "k" => (1, 3),
-        "M" => (1, 6),
-        "G" => (1, 9),
-        "T" => (1, 12),
-        "P" => (1, 15),
-        "E" => (1, 18),
-        _ => {
-            let exp = s.strip_prefix('e').or_else(|| s.strip_prefix('E'))?;
-            (1, exp.parse::<i32>().ok()?)
-        }
-    })
+/// How a quantity is written back: the suffix family of the text it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `m`, ``, `k`, `M`, ... (powers of 1000).
+    DecimalSI,
+    /// `Ki`, `Mi`, ... (powers of 1024).
+    BinarySI,
+    /// `e3`, `E-6`, ...
+    DecimalExponent,
 }
 
+/// Why a quantity string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+    Format,
+    #[error("unable to parse quantity's suffix")]
+    Suffix,
+    #[error("quantity {0:?} is too large")]
+    TooLarge(String),
+}
+
+/// An exact quantity with the format it is printed in. Equality, order and hashing are
+/// by value: `1Gi` equals `1073741824`.
+#[derive(Clone, Copy, Debug)]
+pub struct Quantity {
+    nanos: i128,
+    format: Format,
+}
+
+const NANO: i128 = 1_000_000_000;
+
 impl Quantity {
-    /// Parses a quantity string.
+    /// Zero, printed as `0`.
+    pub const ZERO: Quantity = Quantity { nanos: 0, format: Format::DecimalSI };
+
+    /// A whole number of units in decimal SI form (`3`, `2k`); saturates beyond the range.
+    pub fn from_units(units: i128) -> Self {
+        Quantity { nanos: units.saturating_mul(NANO), format: Format::DecimalSI }
+    }
+
+    /// A number of milli-units in decimal SI form (`250m`); saturates beyond the range.
+    pub fn from_milli(milli: i128) -> Self {
+        Quantity { nanos: milli.saturating_mul(1_000_000), format: Format::DecimalSI }
+    }
+
+    /// Parses the Kubernetes quantity syntax (surrounding whitespace is ignored).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let t = text.trim();
-        let err = || Error(text.to_string());
-        let split = t
-            .char_indices()
-            .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '+' || *c == '-') && *i == 0)))
-            .map(|(i, _)| i)
-            .unwrap_or(t.len());
-        let (num, suffix) = t.split_at(split);
-        if num.is_empty() || num == "+" || num == "-" {
-            return Err(err());
-        }
-        let (mult, exp10) = suffix_factor(suffix).ok_or_else(err)?;
-        let negative = num.starts_with('-');
-        let digits = num.trim_start_matches(['+', '-']);
-        let (int_part, frac_part) = match digits.split_once('.') {
-            Some((a, b)) => (a, b),
-            None => (digits, ""),
+        let s = text.trim();
+        let bytes = s.as_bytes();
+        let (negative, mut i) = match bytes.first() {
+            None => return Err(Error::Format),
+            Some(b'-') => (true, 1),
+            Some(b'+') => (false, 1),
+            Some(_) => (false, 0),
         };
-        if int_part.is_empty() && frac_part.is_empty() || frac_part.contains('.') {
-            return Err(err());
+        let too_large = || Error::TooLarge(text.into());
+        let mut mantissa: i128 = 0;
+        let mut frac_digits: i32 = 0;
+        let mut digits = 0;
+        let mut seen_dot = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'0'..=b'9' => {
+                    mantissa = mantissa
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add((bytes[i] - b'0') as i128))
+                        .ok_or_else(too_large)?;
+                    digits += 1;
+                    if seen_dot {
+                        frac_digits += 1;
+                    }
+                }
+                b'.' if !seen_dot => seen_dot = true,
+                _ => break,
+            }
+            i += 1;
         }
-        // value = (int.frac) * mult * 10^exp10 * 1000, kept exact in i128 where possible.
-        let mantissa: i128 = format!("{int_part}{frac_part}").parse().map_err(|_| err())?;
-        let scale = exp10 + 3 - frac_part.len() as i32;
-        let mut v = mantissa.checked_mul(mult).ok_or_else(err)?;
-        if scale >= 0 {
-            v = v.checked_mul(10i128.checked_pow(scale as u32).ok_or_else(err)?).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(Error::Format);
+        }
+        let (format, exp10, exp1024): (Format, i32, u32) = match &s[i..] {
+            "" => (Format::DecimalSI, 0, 0),
+            "n" => (Format::DecimalSI, -9, 0),
+            "u" => (Format::DecimalSI, -6, 0),
+            "m" => (Format::DecimalSI, -3, 0),
+            "k" => (Format::DecimalSI, 3, 0),
+            "M" => (Format::DecimalSI, 6, 0),
+            "G" => (Format::DecimalSI, 9, 0),
+            "T" => (Format::DecimalSI, 12, 0),
+            "P" => (Format::DecimalSI, 15, 0),
+            "E" => (Format::DecimalSI, 18, 0),
+            "Ki" => (Format::BinarySI, 0, 1),
+            "Mi" => (Format::BinarySI, 0, 2),
+            "Gi" => (Format::BinarySI, 0, 3),
+            "Ti" => (Format::BinarySI, 0, 4),
+            "Pi" => (Format::BinarySI, 0, 5),
+            "Ei" => (Format::BinarySI, 0, 6),
+            other => {
+                // The grammar allows suffix letters, then a signed exponent; text that
+                // fits it but names no suffix is a bad suffix, anything else bad format.
+                let letters = other.trim_start_matches(|c| "eEinumkKMGTP".contains(c));
+                let exponent = letters.strip_prefix(['+', '-']).unwrap_or(letters);
+                if !exponent.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Error::Format);
+                }
+                let exp = other.strip_prefix(['e', 'E']).ok_or(Error::Suffix)?;
+                let unsigned = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+                if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Error::Suffix);
+                }
+                (Format::DecimalExponent, exp.parse().map_err(|_| too_large())?, 0)
+            }
+        };
+        let mut value = mantissa;
+        for _ in 0..exp1024 {
+            value = value.checked_mul(1024).ok_or_else(too_large)?;
+        }
+        let shift = exp10.checked_sub(frac_digits).and_then(|e| e.checked_add(9)).ok_or_else(too_large)?;
+        let nanos = if shift >= 0 {
+            let p = pow10(shift.unsigned_abs()).ok_or_else(too_large)?;
+            value.checked_mul(p).ok_or_else(too_large)?
         } else {
-            let d = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
-            v = (v + d - 1) / d;
+            match pow10(shift.unsigned_abs()) {
+                // Round up what is finer than a nano-unit.
+                Some(p) => ceil_div(value, p),
+                None => i128::from(value != 0),
+            }
+        };
+        Ok(Quantity { nanos: if negative { -nanos } else { nanos }, format })
+    }
+
+    /// The format this quantity prints in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    /// The value in whole units, rounded up (as `Quantity.Value()`).
+    pub fn value(&self) -> i128 {
+        ceil_div(self.nanos, NANO)
+    }
+
+    /// The value in milli-units, rounded up (as `Quantity.MilliValue()`).
+    pub fn milli_value(&self) -> i128 {
+        ceil_div(self.nanos, 1_000_000)
+    }
+
+    /// Rounds up to a whole number of units (as `RoundUp(0)`), keeping the format.
+    pub fn round_up_to_units(self) -> Self {
+        Quantity { nanos: ceil_div(self.nanos, NANO) * NANO, format: self.format }
+    }
+
+    fn write_decimal(&self, f: &mut fmt::Formatter<'_>, exponent_form: bool) -> fmt::Result {
+        let mut mantissa = self.nanos;
+        let mut exp: i32 = -9;
+        while mantissa % 10 == 0 {
+            mantissa /= 10;
+            exp += 1;
         }
-        Ok(Quantity(if negative { -v } else { v }))
+        // Exponents are multiples of three; beyond exa the mantissa grows instead.
+        let r = if exponent_form { exp.rem_euclid(3) } else { exp.rem_euclid(3).max(exp - 18) };
+        for _ in 0..r {
+            mantissa *= 10;
+        }
+        exp -= r;
+        let suffix = match exp {
+            _ if exponent_form => None,
+            -9 => Some("n"),
+            -6 => Some("u"),
+            -3 => Some("m"),
+            0 => Some(""),
+            3 => Some("k"),
+            6 => Some("M"),
+            9 => Some("G"),
+            12 => Some("T"),
+            15 => Some("P"),
+            18 => Some("E"),
+            _ => None,
+        };
+        match suffix {
+            Some(s) => write!(f, "{mantissa}{s}"),
+            None if exp == 0 => write!(f, "{mantissa}"),
+            None => write!(f, "{mantissa}e{exp}"),
+        }
     }
+}
 
-    /// Parses, treating anything unparsable as zero (for reading stored objects).
-    pub fn parse_or_zero(text: &str) -> Self {
-        Self::parse(text).unwrap_or_default()
+fn pow10(n: u32) -> Option<i128> {
+    10i128.checked_pow(n)
+}
+
+fn ceil_div(a: i128, b: i128) -> i128 {
+    let q = a / b;
+    if a % b != 0 && a > 0 { q + 1 } else { q }
+}
+
+impl Default for Quantity {
+    fn default() -> Self {
+        Quantity::ZERO
     }
+}
 
-    /// The value in whole units, rounded up (bytes, cores, counts).
-    pub fn value(self) -> i128 {
-        (self.0 + 999).div_euclid(1000)
-    }
-
-    pub fn milli(self) -> i128 {
-        self.0
-    }
-
-    pub fn from_milli(m: i128) -> Self {
-        Quantity(m)
-    }
-
-    pub fn from_value(v: i128) -> Self {
-        Quantity(v * 1000)
+impl fmt::Display for Quantity {
+    /// The canonical form: binary suffixes only for whole values of at least 1024 in
+    /// magnitude, otherwise the largest decimal suffix that keeps the value exact.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.nanos == 0 {
+            return write!(f, "0");
+        }
+        match self.format {
+            Format::BinarySI if self.nanos % NANO == 0 && self.nanos.abs() >= 1024 * NANO => {
+                let mut units = self.nanos / NANO;
+                let mut k = 0;
+                while k < 6 && units % 1024 == 0 {
+                    units /= 1024;
+                    k += 1;
+                }
+                let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][k];
+                write!(f, "{units}{suffix}")
+            }
+            Format::DecimalExponent => self.write_decimal(f, true),
+            _ => self.write_decimal(f, false),
+        }
     }
 }
 
 impl std::ops::Add for Quantity {
     type Output = Quantity;
-    fn add(self, o: Quantity) -> Quantity {
-        Quantity(self.0.saturating_add(o.0))
+
+    /// The sum; it prints in the left quantity's format unless that one is zero, then in
+    /// the right's (as upstream `Add`).
+    fn add(self, other: Quantity) -> Quantity {
+        let format = if self.nanos == 0 { other.format } else { self.format };
+        Quantity { nanos: self.nanos.saturating_add(other.nanos), format }
     }
 }
 
 impl std::ops::Sub for Quantity {
     type Output = Quantity;
-    fn sub(self, o: Quantity) -> Quantity {
-        Quantity(self.0.saturating_sub(o.0))
+
+    /// The difference, in the format [`Add`](std::ops::Add) would choose.
+    fn sub(self, other: Quantity) -> Quantity {
+        let format = if self.nanos == 0 { other.format } else { self.format };
+        Quantity { nanos: self.nanos.saturating_sub(other.nanos), format }
     }
 }
 
 impl std::iter::Sum for Quantity {
     fn sum<I: Iterator<Item = Quantity>>(iter: I) -> Quantity {
-        iter.fold(Quantity(0), |a, b| a + b)
+        iter.fold(Quantity::ZERO, |a, b| a + b)
     }
 }
 
-impl fmt::Display for Quantity {
-    /// Canonical-ish form: milli-units as `Nm` when fractional, binary suffixes when the
-    /// value is a multiple of 1024 and at least 1Ki, else a plain number.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 != 0 {
-            return write!(f, "{}m", self.0);
-        }
-        let v = self.0 / 1000;
-        if v != 0 {
-            for (suffix, m) in [
-                ("Ei", 1i128 << 60),
-                ("Pi", 1 << 50),
-                ("Ti", 1 << 40),
-                ("Gi", 1 << 30),
-                ("Mi", 1 << 20),
-                ("Ki", 1 << 10),
-            ] {
-                if v % m == 0 {
-                    return write!(f, "{}{suffix}", v / m);
-                }
-            }
-        }
-        write!(f, "{v}")
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.nanos == other.nanos
     }
 }
 
-/// Compares two quantity strings numerically (unparsable ones as zero).
-pub fn compare(a: &str, b: &str) -> Ordering {
-    Quantity::parse_or_zero(a).cmp(&Quantity::parse_or_zero(b))
+impl Eq for Quantity {}
+
+impl Hash for Quantity {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.nanos.hash(state);
+    }
+}
+
+impl PartialOrd for Quantity {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Quantity {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.nanos.cmp(&other.nanos)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn canon(s: &str) -> String {
+        Quantity::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")).to_string()
+    }
+
     #[test]
-    fn quantities_parse_into_exact_milli_units() {
+    fn canonical_forms_match_apimachinery() {
+        // (input, canonical) pairs from apimachinery's quantity tests and the docs.
         let cases = [
-            ("100m", 100),
-            ("1", 1000),
-            ("0.5", 500),
-            ("1.5", 1500),
-            ("1Ki", 1024 * 1000),
-            ("1Mi", (1 << 20) * 1000),
-            ("1G", 1_000_000_000_000),
-            ("2e3", 2_000_000),
-            ("1E2", 100_000),
-            ("1n", 1),
-            ("-2", -2000),
-            ("128974848", 128_974_848_000),
+            ("0", "0"),
+            ("0Mi", "0"),
+            ("1", "1"),
+            ("20", "20"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("2000000", "2M"),
+            ("1500m", "1500m"),
+            ("2000m", "2"),
+            ("0.5", "500m"),
+            ("100m", "100m"),
+            ("1Ki", "1Ki"),
+            ("1024", "1024"),
+            ("1024Mi", "1Gi"),
+            ("1536Mi", "1536Mi"),
+            ("1.5Gi", "1536Mi"),
+            ("0.5Mi", "512Ki"),
+            ("0.5Ki", "512"),
+            ("1.5Ki", "1536"),
+            ("0.1Ki", "102400m"),
+            ("1.1Ki", "1126400m"),
+            ("-1Gi", "-1Gi"),
+            ("8Ei", "8Ei"),
+            ("128974848", "128974848"),
+            ("129e6", "129e6"),
+            ("129M", "129M"),
+            ("1e3", "1e3"),
+            ("1E3", "1e3"),
+            ("1e+3", "1e3"),
+            ("1.5e3", "1500"),
+            ("100e-3", "100e-3"),
+            ("12e1", "120"),
+            ("1.1E2", "110"),
+            ("1n", "1n"),
+            ("0.0000000001", "1n"),
+            ("-5m", "-5m"),
+            ("+5", "5"),
+            (".5", "500m"),
+            ("5.", "5"),
+            ("1E", "1E"),
+            ("1000E", "1000E"),
+            ("2Ei", "2Ei"),
+            ("100u", "100u"),
+            ("10G", "10G"),
+            (" 1Gi ", "1Gi"),
         ];
-        for (s, want) in cases {
-            assert_eq!(Quantity::parse(s).unwrap().0, want, "{s}");
-        }
-        for bad in ["", "abc", "1.2.3", "1Qi", "m"] {
-            assert!(Quantity::parse(bad).is_err(), "{bad}");
+        for (input, want) in cases {
+            assert_eq!(canon(input), want, "canonical form of {input:?}");
         }
     }
 
     #[test]
-    fn quantities_compare_and_print() {
-        assert_eq!(compare("1Gi", "1024Mi"), Ordering::Equal);
-        assert_eq!(compare("500m", "1"), Ordering::Less);
-        assert_eq!(Quantity::parse("1024Mi").unwrap().to_string(), "1Gi");
-        assert_eq!(Quantity::parse("250m").unwrap().to_string(), "250m");
-        assert_eq!(Quantity::parse("3").unwrap().to_string(), "3");
-        assert_eq!((Quantity::parse("1").unwrap() + Quantity::parse("500m").unwrap()).to_string(), "1500m");
+    fn malformed_quantities_are_refused() {
+        for bad in ["", "m", "Mi", "abc", ".", "1.2.3", "1x", "1Qi", "1 Mi", "e3", "1Mb", "--1", "1e3.5"] {
+            assert_eq!(Quantity::parse(bad), Err(Error::Format), "{bad:?} should not parse");
+        }
+        for bad in ["32MMi", "1kk", "1e", "1e+", "1mi", "1Em"] {
+            assert_eq!(Quantity::parse(bad), Err(Error::Suffix), "{bad:?} has a bad suffix");
+        }
+        assert!(matches!(Quantity::parse("1e40"), Err(Error::TooLarge(_))));
+        assert!(matches!(
+            Quantity::parse("99999999999999999999999999999999999999999"),
+            Err(Error::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn values_round_up_like_upstream() {
+        // (input, MilliValue, Value)
+        let cases: &[(&str, i128, i128)] = &[
+            ("100m", 100, 1),
+            ("1", 1000, 1),
+            ("1.5", 1500, 2),
+            ("0.1", 100, 1),
+            ("1n", 1, 1),
+            ("0", 0, 0),
+            ("-2", -2000, -2),
+            ("2Gi", 2 * (1 << 30) * 1000, 2 * (1 << 30)),
+            ("123Mi", 128_974_848_000, 128_974_848),
+            ("500M", 500_000_000_000, 500_000_000),
+            ("1e3", 1_000_000, 1000),
+            ("1.5Ki", 1_536_000, 1536),
+        ];
+        for (s, milli, whole) in cases {
+            let q = Quantity::parse(s).unwrap();
+            assert_eq!(q.milli_value(), *milli, "milli value of {s}");
+            assert_eq!(q.value(), *whole, "value of {s}");
+        }
+        assert_eq!(Quantity::parse("1.2").unwrap().round_up_to_units().to_string(), "2");
+    }
+
+    #[test]
+    fn sums_keep_the_first_non_zero_format() {
+        let sum = Quantity::ZERO + Quantity::parse("64Mi").unwrap() + Quantity::parse("64Mi").unwrap();
+        assert_eq!(sum.to_string(), "128Mi");
+        let cpu = Quantity::parse("250m").unwrap() + Quantity::parse("1").unwrap();
+        assert_eq!(cpu.to_string(), "1250m");
+        let mixed = Quantity::parse("1Gi").unwrap() + Quantity::parse("1G").unwrap();
+        assert_eq!((mixed - Quantity::parse("1G").unwrap()).to_string(), "1Gi");
+        assert_eq!(mixed.to_string(), "2073741824");
+        let total: Quantity = ["1", "500m"].iter().map(|s| Quantity::parse(s).unwrap()).sum();
+        assert_eq!(total.to_string(), "1500m");
+        assert_eq!(Quantity::from_units(2000).to_string(), "2k");
+        assert_eq!(Quantity::from_milli(250).to_string(), "250m");
+    }
+
+    #[test]
+    fn comparisons_are_by_value() {
+        assert_eq!(Quantity::parse("1Gi").unwrap(), Quantity::parse("1073741824").unwrap());
+        assert_eq!(Quantity::parse("1Gi").unwrap(), Quantity::parse("1024Mi").unwrap());
+        assert!(Quantity::parse("1G").unwrap() < Quantity::parse("1Gi").unwrap());
+        assert!(Quantity::parse("500Mi").unwrap() < Quantity::parse("1Gi").unwrap());
+        assert!(Quantity::parse("500m").unwrap() < Quantity::parse("1").unwrap());
     }
 }

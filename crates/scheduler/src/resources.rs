@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use apimachinery::quantity::{Error as QuantityError, Quantity as Exact};
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -178,91 +179,23 @@ pub fn node_allocatable(node: &Node) -> Resources {
 
 /// A quantity in thousandths, rounded up (`100m` is 100, `1` is 1000, `1.5Gi` in milli-bytes).
 pub fn milli_value(q: &Quantity) -> i64 {
-    parse_scaled(&q.0, 3).unwrap_or(0)
+    scaled(q, Exact::milli_value)
 }
 
 /// A quantity in whole units, rounded up (`1500m` is 2, `1Ki` is 1024).
 pub fn value(q: &Quantity) -> i64 {
-    parse_scaled(&q.0, 0).unwrap_or(0)
+    scaled(q, Exact::value)
 }
 
-/// Parses a Kubernetes quantity and returns `ceil(value * 10^scale)`, saturating at the
-/// bounds of i64. None when the text is not a quantity.
-pub fn parse_scaled(s: &str, scale: u32) -> Option<i64> {
-    let s = s.trim();
-    let (neg, rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-    let (num, suffix) = rest.split_at(num_end);
-    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-        return None;
+/// `amount` of the parsed quantity, saturating at the bounds of i64; 0 when the text is
+/// not a quantity (the API server refuses those, so stored objects have none).
+fn scaled(q: &Quantity, amount: fn(&Exact) -> i128) -> i64 {
+    match Exact::parse(&q.0) {
+        Ok(exact) => amount(&exact).clamp(i64::MIN.into(), i64::MAX.into()) as i64,
+        Err(QuantityError::TooLarge(_)) if q.0.trim_start().starts_with('-') => i64::MIN,
+        Err(QuantityError::TooLarge(_)) => i64::MAX,
+        Err(QuantityError::Format | QuantityError::Suffix) => 0,
     }
-    let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-    // mantissa * 10^exp10 * 2^exp2
-    let mut mantissa: i128 = 0;
-    for d in int_part.bytes().chain(frac_part.bytes()) {
-        mantissa = mantissa.checked_mul(10)?.checked_add((d - b'0') as i128)?;
-        if mantissa > 1_000_000_000_000_000_000_000_000 {
-            return Some(if neg { i64::MIN } else { i64::MAX });
-        }
-    }
-    let mut exp10: i32 = -(frac_part.len() as i32);
-    let mut exp2: i32 = 0;
-    match suffix {
-        "" => {}
-        "Ki" => exp2 = 10,
-        "Mi" => exp2 = 20,
-        "Gi" => exp2 = 30,
-        "Ti" => exp2 = 40,
-        "Pi" => exp2 = 50,
-        "Ei" => exp2 = 60,
-        "n" => exp10 -= 9,
-        "u" => exp10 -= 6,
-        "m" => exp10 -= 3,
-        "k" => exp10 += 3,
-        "M" => exp10 += 6,
-        "G" => exp10 += 9,
-        "T" => exp10 += 12,
-        "P" => exp10 += 15,
-        "E" => exp10 += 18,
-        other => {
-            let e = other.strip_prefix('e').or_else(|| other.strip_prefix('E'))?;
-            let e: i32 = e.parse().ok()?;
-            exp10 = exp10.checked_add(e)?;
-        }
-    }
-    exp10 += scale as i32;
-    let saturated = if neg { i64::MIN } else { i64::MAX };
-    let mut v = mantissa;
-    for _ in 0..exp2 {
-        v = match v.checked_mul(2) {
-            Some(x) => x,
-            None => return Some(saturated),
-        };
-    }
-    if exp10 >= 0 {
-        for _ in 0..exp10 {
-            v = match v.checked_mul(10) {
-                Some(x) => x,
-                None => return Some(saturated),
-            };
-            if v > i64::MAX as i128 {
-                return Some(saturated);
-            }
-        }
-    } else {
-        let mut div: i128 = 1;
-        for _ in 0..(-exp10).min(38) {
-            div *= 10;
-        }
-        // Round away from zero, as Quantity.Value()/MilliValue() do.
-        v = (v + div - 1) / div;
-    }
-    let v = v.min(i64::MAX as i128) as i64;
-    Some(if neg { -v } else { v })
 }
 
 #[cfg(test)]
@@ -271,29 +204,15 @@ mod tests {
     use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
 
     #[test]
-    fn quantities_parse_like_kubernetes() {
-        let cases: &[(&str, i64, i64)] = &[
-            ("100m", 100, 1),
-            ("1", 1000, 1),
-            ("1.5", 1500, 2),
-            ("0.1", 100, 1),
-            ("2Gi", 2 * 1024 * 1024 * 1024 * 1000, 2 * 1024 * 1024 * 1024),
-            ("500M", 500_000_000_000, 500_000_000),
-            ("1k", 1_000_000, 1000),
-            ("1e3", 1_000_000, 1000),
-            ("128974848", 128974848000, 128974848),
-            ("129e6", 129_000_000_000, 129_000_000),
-            ("123Mi", 128974848000, 128974848),
-            ("1.5Ki", 1536000, 1536),
-            ("0", 0, 0),
-            ("1n", 1, 1),
-        ];
-        for (s, milli, whole) in cases {
-            assert_eq!(parse_scaled(s, 3), Some(*milli), "milli of {s}");
-            assert_eq!(parse_scaled(s, 0), Some(*whole), "value of {s}");
-        }
-        assert_eq!(parse_scaled("abc", 0), None);
-        assert_eq!(parse_scaled("1Xi", 0), None);
+    fn quantities_count_rounded_up_and_saturated() {
+        let q = |s: &str| Quantity(s.into());
+        assert_eq!((milli_value(&q("100m")), value(&q("100m"))), (100, 1));
+        assert_eq!((milli_value(&q("1.5Ki")), value(&q("1.5Ki"))), (1_536_000, 1536));
+        assert_eq!(value(&q("1E")), 1_000_000_000_000_000_000);
+        assert_eq!(milli_value(&q("1E")), i64::MAX);
+        assert_eq!(value(&q("1e40")), i64::MAX);
+        assert_eq!(value(&q("-1e40")), i64::MIN);
+        assert_eq!(value(&q("abc")), 0);
     }
 
     fn container(cpu: &str, mem: Option<&str>, restart: Option<&str>) -> Container {

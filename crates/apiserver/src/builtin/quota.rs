@@ -14,7 +14,7 @@ use crate::meta;
 fn qty(v: Option<&Value>) -> Option<Quantity> {
     match v? {
         Value::String(s) => Quantity::parse(s).ok(),
-        Value::Number(n) => n.as_f64().map(|f| Quantity((f * 1000.0).round() as i128)),
+        Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
         _ => None,
     }
 }
@@ -131,7 +131,7 @@ pub async fn limit_ranger(ctx: &Ctx, pod: &mut Value) -> ApiResult<()> {
 /// What creating `obj` adds to a namespace's quota usage.
 pub fn usage(group: &str, plural: &str, obj: &Value) -> BTreeMap<String, Quantity> {
     let mut u = BTreeMap::new();
-    let one = Quantity::from_value(1);
+    let one = Quantity::from_units(1);
     let count_name =
         if group.is_empty() { format!("count/{plural}") } else { format!("count/{plural}.{group}") };
     u.insert(count_name, one);
@@ -148,7 +148,7 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> BTreeMap<String, Quantit
     }
     if group.is_empty() && plural == "pods" {
         let mut add = |k: &str, q: Quantity| {
-            let e = u.entry(k.to_string()).or_insert(Quantity(0));
+            let e = u.entry(k.to_string()).or_insert(Quantity::ZERO);
             *e = *e + q;
         };
         for c in obj.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
@@ -173,7 +173,7 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> BTreeMap<String, Quantit
         }
         let ports = obj.pointer("/spec/ports").and_then(Value::as_array).map(|a| a.len()).unwrap_or(0);
         if ty == "NodePort" || ty == "LoadBalancer" {
-            u.insert("services.nodeports".into(), Quantity::from_value(ports as i128));
+            u.insert("services.nodeports".into(), Quantity::from_units(ports as i128));
         }
     }
     if group.is_empty()
@@ -264,13 +264,13 @@ mod tests {
             {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1"}}},
             {"name": "b", "resources": {"requests": {"cpu": "200m"}}}]}});
         let u = usage("", "pods", &pod);
-        assert_eq!(u["pods"], Quantity::from_value(1));
-        assert_eq!(u["count/pods"], Quantity::from_value(1));
+        assert_eq!(u["pods"], Quantity::from_units(1));
+        assert_eq!(u["count/pods"], Quantity::from_units(1));
         assert_eq!(u["requests.cpu"].to_string(), "300m");
         assert_eq!(u["cpu"].to_string(), "300m");
         assert_eq!(u["limits.cpu"].to_string(), "1");
         assert_eq!(u["requests.memory"].to_string(), "64Mi");
         let d = usage("apps", "deployments", &json!({}));
-        assert_eq!(d["count/deployments.apps"], Quantity::from_value(1));
+        assert_eq!(d["count/deployments.apps"], Quantity::from_units(1));
     }
 }

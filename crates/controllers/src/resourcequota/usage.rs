@@ -309,7 +309,7 @@ pub fn object_usage(obj: &Object<'_>, now: jiff::Timestamp) -> ResourceList {
             let ports = spec.and_then(|s| s.ports.as_ref()).map(Vec::len).unwrap_or(0) as i64;
             match spec.and_then(|s| s.type_.as_deref()) {
                 Some("NodePort") => {
-                    out.insert("services.nodeports".into(), Quantity::from_units(ports));
+                    out.insert("services.nodeports".into(), Quantity::from_units(ports.into()));
                 }
                 Some("LoadBalancer") => {
                     let allocate = spec.and_then(|s| s.allocate_load_balancer_node_ports).unwrap_or(true);
@@ -321,7 +321,7 @@ pub fn object_usage(obj: &Object<'_>, now: jiff::Timestamp) -> ResourceList {
                             .map(|p| p.iter().filter(|p| p.node_port.is_some_and(|n| n != 0)).count() as i64)
                             .unwrap_or(0)
                     };
-                    out.insert("services.nodeports".into(), Quantity::from_units(n));
+                    out.insert("services.nodeports".into(), Quantity::from_units(n.into()));
                     out.insert("services.loadbalancers".into(), one);
                 }
                 _ => {}

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim,
 };
 
-use crate::resourcequota::quantity::Quantity;
+use apimachinery::quantity::Quantity;
 
 /// The storage class a claim asks for (beta annotation first, then the field; "" for none).
 pub fn claim_class(pvc: &PersistentVolumeClaim) -> String {

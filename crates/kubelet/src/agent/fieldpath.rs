@@ -27,7 +27,7 @@ pub struct Addresses {
 /// A Kubernetes quantity (`500m`, `1.5`, `128Mi`, `1G`, `1e3`) in base units, exact
 /// to a thousandth as Kubernetes' `MilliValue`; `None` if it is not one.
 pub fn parse_quantity(s: &str) -> Option<f64> {
-    apimachinery::quantity::Quantity::parse(s).ok().map(|q| q.0 as f64 / 1000.0)
+    apimachinery::quantity::Quantity::parse(s).ok().map(|q| q.milli_value() as f64 / 1000.0)
 }
 
 /// A quantity's value, `0` when absent or malformed.
