@@ -99,6 +99,74 @@ pub fn unknown_fields(api: &Api, res: &Resource, obj: &Value) -> Vec<String> {
     out
 }
 
+/// The definition built-in kinds use for `resource.Quantity` fields.
+const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
+
+/// Whether `schema` is (a reference to) the Quantity definition.
+fn is_quantity<'a>(defs: &'a Map<String, Value>, mut s: &'a Value) -> bool {
+    for _ in 0..32 {
+        let Some(r) = s.get("$ref").and_then(Value::as_str) else { return false };
+        let name = r.rsplit('/').next().unwrap_or(r);
+        if name == QUANTITY {
+            return true;
+        }
+        match defs.get(name) {
+            Some(d) => s = d,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn rewrite_quantities(
+    defs: &Map<String, Value>,
+    schema: &Value,
+    v: &mut Value,
+) -> Result<(), apimachinery::quantity::Error> {
+    if is_quantity(defs, schema) {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            // Anything else is a type error the typed decoding reports.
+            _ => return Ok(()),
+        };
+        *v = Value::String(apimachinery::quantity::Quantity::parse(&text)?.to_string());
+        return Ok(());
+    }
+    let schema = resolve(defs, schema);
+    match v {
+        Value::Object(m) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, child) in m.iter_mut() {
+                if let Some(s) = props.and_then(|p| p.get(k)).or(additional) {
+                    rewrite_quantities(defs, s, child)?;
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = schema.get("items") {
+                for child in a {
+                    rewrite_quantities(defs, items, child)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Rewrites every quantity of a built-in object in canonical form (`1024Mi` is stored as
+/// `1Gi`, `0.5` as `500m`, a bare number becomes a string), as kube-apiserver does by
+/// decoding and re-encoding; a quantity that does not parse refuses the request (400).
+pub fn canonicalize_quantities(api: &Api, res: &Resource, obj: &mut Value) -> ApiResult<()> {
+    let Schema::Definition(name) = &res.schema else { return Ok(()) };
+    let defs = api.openapi.definitions(api);
+    let Some(schema) = defs.get(name) else { return Ok(()) };
+    rewrite_quantities(&defs, schema, obj)
+        .map_err(|e| crate::strategy::undecodable(&res.kind, &res.api_version(), &e.to_string()))
+}
+
 /// Applies a strategic merge patch using the kind's OpenAPI patch metadata.
 pub fn strategic_merge(api: &Api, res: &Resource, original: &Value, patch: &Value) -> ApiResult<Value> {
     let defs = api.openapi.definitions(api);

@@ -97,15 +97,18 @@ impl<T: k8s_openapi::Resource, H> Typed<T, H> {
 
 /// Decodes JSON into `T`, naming the field on a type error as Kubernetes does.
 pub fn from_value<T: DeserializeOwned>(obj: Value, kind: &str, api_version: &str) -> ApiResult<T> {
-    let version = api_version.rsplit('/').next().unwrap_or(api_version);
     serde_path_to_error::deserialize::<_, T>(obj).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let at = if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") };
-        ApiError::bad_request(format!(
-            "{kind} in version {version:?} cannot be handled as a {kind}: {at}{inner}"
-        ))
+        undecodable(kind, api_version, &format!("{at}{inner}"))
     })
+}
+
+/// The 400 kube-apiserver answers when a body does not decode as the kind.
+pub fn undecodable(kind: &str, api_version: &str, detail: &str) -> ApiError {
+    let version = api_version.rsplit('/').next().unwrap_or(api_version);
+    ApiError::bad_request(format!("{kind} in version {version:?} cannot be handled as a {kind}: {detail}"))
 }
 
 fn to_value<T: Serialize>(obj: &T) -> ApiResult<Value> {

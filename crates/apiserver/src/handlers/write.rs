@@ -176,7 +176,7 @@ pub async fn create_object(
     if !meta::resource_version(&obj).is_empty() {
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
     }
-    let mut obj = res.strategy.decode(obj)?;
+    let mut obj = decode(ctx, obj)?;
     drop_empty_metadata(&mut obj);
     {
         let m = metadata_mut(&mut obj);
@@ -263,11 +263,17 @@ fn blocking_finalizers(res: &Resource, obj: &Value) -> usize {
     n
 }
 
+/// The body as the kind's type: quantities canonical, defaults applied.
+fn decode(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
+    crate::fieldcheck::canonicalize_quantities(&ctx.api, &ctx.res, &mut obj)?;
+    ctx.res.strategy.decode(obj)
+}
+
 /// Turns the requested new state into what is written, given the stored one.
 fn prepare_update(ctx: &Ctx, new: Value, old: &Value) -> ApiResult<Value> {
     let res = &ctx.res;
     let sub = ctx.path.subresource.as_deref();
-    let mut new = res.strategy.decode(new)?;
+    let mut new = decode(ctx, new)?;
     let old_uid = meta::uid(old).to_string();
     let new_uid = meta::uid(&new).to_string();
     if !new_uid.is_empty() && new_uid != old_uid {
