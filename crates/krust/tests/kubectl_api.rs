@@ -90,6 +90,16 @@ fn label_annotate_scale_set_image_and_patch_change_the_object() {
     c.ok(&["annotate", "deploy", "web", "note=hello"]);
     c.ok(&["scale", "deploy", "web", "--replicas=5"]);
     c.ok(&["set", "image", "deploy/web", "nginx=nginx:1.27"]);
+    // Quantities are stored in canonical form, as kube-apiserver stores them.
+    c.ok(&["set", "resources", "deploy/web", "--requests=cpu=0.5,memory=1024Mi", "--limits=memory=1.5Gi"]);
+    let resources = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].resources.requests.cpu} {.spec.template.spec.containers[0].resources.requests.memory} {.spec.template.spec.containers[0].resources.limits.memory}",
+    ]);
+    assert_eq!(resources, "500m 1Gi 1536Mi");
     let got = c.ok(&[
         "get",
         "deploy",
@@ -177,6 +187,15 @@ fn errors_come_back_in_kubernetes_shape() {
     assert!(err.contains("unknown field \"datta\""), "{err}");
     let err = c.fails_stdin(&["apply", "-f", "-"], "key: [unclosed\n");
     assert!(err.contains("error"), "{err}");
+    let bad_quantity = DEPLOYMENT.replace(
+        "        image: nginx:1.25\n",
+        "        image: nginx:1.25\n        resources: {limits: {memory: lots}}\n",
+    );
+    let err = c.fails_stdin(&["apply", "-f", "-"], &bad_quantity);
+    assert!(
+        err.contains("Deployment in version \"v1\" cannot be handled as a Deployment: quantities must match the regular expression"),
+        "{err}"
+    );
     let err = c.fails(&["get", "deployments", "nope"]);
     assert!(err.contains("deployments.apps \"nope\" not found"), "{err}");
     c.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
