@@ -12,7 +12,9 @@ use super::*;
 use crate::agent::node::MachineInfo;
 use crate::agent::probes::{ProbeKind, ProbeResult};
 use crate::agent::sandbox::HostDns;
-use crate::agent::testing::{FakeApi, TestClock, fake_client};
+use fakeapi::{Call, FakeApi, fake_client};
+
+use crate::agent::testing::TestClock;
 use crate::agent::{Config, Shared};
 
 /// The CRI calls that change something.
@@ -29,7 +31,7 @@ const MUTATING: &[&str] = &[
 
 struct Harness {
     rt: Arc<FakeRuntime>,
-    api: Arc<FakeApi>,
+    api: FakeApi,
     shared: Arc<Shared>,
     clock: Arc<TestClock>,
     _dir: tempfile::TempDir,
@@ -104,7 +106,19 @@ impl Harness {
     }
 
     fn last_status(&self) -> Value {
-        self.api.statuses().last().cloned().expect("a status was written")
+        self.statuses().last().cloned().expect("a status was written")
+    }
+
+    /// The writes (not GETs), events excepted.
+    fn writes(&self) -> Vec<Call> {
+        self.api.writes().into_iter().filter(|c| !c.path.ends_with("/events")).collect()
+    }
+
+    /// The pod statuses patched, in order.
+    fn statuses(&self) -> Vec<Value> {
+        let patches =
+            self.api.writes().into_iter().filter(|c| c.method == "PATCH" && c.path.ends_with("/status"));
+        patches.map(|c| c.body["status"].clone()).collect()
     }
 }
 
@@ -125,10 +139,10 @@ async fn a_new_pod_gets_a_sandbox_and_its_container_and_reports_running() {
     w.sync(&p).await.unwrap();
     assert_eq!(h.ops(), ["RunPodSandbox", "CreateContainer", "StartContainer"]);
 
-    let writes = h.api.writes();
+    let writes = h.writes();
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].method, "PATCH");
-    assert_eq!(writes[0].path_only(), "/api/v1/namespaces/default/pods/web/status");
+    assert_eq!(writes[0].path, "/api/v1/namespaces/default/pods/web/status");
     assert_eq!(writes[0].body["metadata"]["uid"], "uid-1");
     let s = h.last_status();
     assert_eq!(s["phase"], "Running");
@@ -163,7 +177,7 @@ async fn a_new_pod_gets_a_sandbox_and_its_container_and_reports_running() {
     h.api.clear();
     let next = w.sync(&p).await.unwrap();
     assert!(h.ops().is_empty());
-    assert!(h.api.writes().is_empty());
+    assert!(h.writes().is_empty());
     assert_eq!(next, RESYNC);
 }
 
@@ -239,7 +253,7 @@ async fn a_pod_that_never_restarts_succeeds_and_its_sandbox_is_stopped() {
     h.api.clear();
     w.sync(&p).await.unwrap();
     assert!(h.ops().is_empty());
-    assert!(h.api.writes().is_empty());
+    assert!(h.writes().is_empty());
 }
 
 #[tokio::test]
@@ -394,7 +408,7 @@ async fn a_missing_config_map_is_a_create_container_config_error_until_it_appear
     assert_eq!(waiting["message"], "configmap \"cfg\" not found");
     assert!(h.api.events().iter().any(|e| e["message"] == "Error: configmap \"cfg\" not found"));
 
-    h.api.seed(
+    h.api.object(
         "/api/v1/namespaces/default/configmaps/cfg",
         json!({"metadata": {"name": "cfg"}, "data": {"other": "x"}}),
     );
@@ -405,7 +419,7 @@ async fn a_missing_config_map_is_a_create_container_config_error_until_it_appear
         "couldn't find key color in ConfigMap default/cfg"
     );
 
-    h.api.seed(
+    h.api.object(
         "/api/v1/namespaces/default/configmaps/cfg",
         json!({"metadata": {"name": "cfg"}, "data": {"color": "blue"}}),
     );
@@ -477,13 +491,13 @@ async fn deleting_a_pod_stops_it_writes_its_final_status_and_deletes_it_with_gra
     w.terminate(&deleting, &mut rx).await.unwrap();
     assert_eq!(h.ops(), ["StopContainer", "StopPodSandbox", "RemovePodSandbox"]);
     assert!(w.finished());
-    let writes = h.api.writes();
+    let writes = h.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     let status = &writes[0].body["status"];
     assert_eq!(status["phase"], "Failed");
     assert_eq!(container_status(status, "app")["state"]["terminated"]["exitCode"], 143);
     assert_eq!(writes[1].method, "DELETE");
-    assert_eq!(writes[1].path_only(), "/api/v1/namespaces/default/pods/web");
+    assert_eq!(writes[1].path, "/api/v1/namespaces/default/pods/web");
     assert_eq!(writes[1].body["gracePeriodSeconds"], 0);
     assert_eq!(writes[1].body["preconditions"]["uid"], "uid-1");
     let killing = h.api.events().into_iter().find(|e| e["reason"] == "Killing").unwrap();
@@ -527,7 +541,7 @@ async fn volumes_are_set_up_before_containers_and_failures_are_reported() {
     assert_eq!(failed["type"], "Warning");
     assert_eq!(container_status(&h.last_status(), "app")["state"]["waiting"]["reason"], "ContainerCreating");
 
-    h.api.seed(
+    h.api.object(
         "/api/v1/namespaces/default/configmaps/settings",
         json!({"metadata": {"name": "settings"}, "data": {"app.conf": "debug=true"}}),
     );
@@ -544,11 +558,11 @@ async fn volumes_are_set_up_before_containers_and_failures_are_reported() {
 #[tokio::test]
 async fn the_environment_resolves_sources_field_refs_and_expansion() {
     let h = harness();
-    h.api.seed(
+    h.api.object(
         "/api/v1/namespaces/default/configmaps/cfg",
         json!({"metadata": {"name": "cfg"}, "data": {"COLOR": "blue", "key": "from-cm"}}),
     );
-    h.api.seed(
+    h.api.object(
         "/api/v1/namespaces/default/secrets/sec",
         json!({"metadata": {"name": "sec"}, "data": {"PASSWORD": "czNjcmV0"}}),
     );
