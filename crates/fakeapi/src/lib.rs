@@ -35,7 +35,8 @@ struct State {
     routes: HashMap<(String, String), (u16, Value)>,
     failures: Vec<Failure>,
     calls: Vec<Call>,
-    created: u32,
+    /// Names made from generateName so far (they end in this count).
+    generated: u32,
 }
 
 /// The fake API; clones share it.
@@ -148,10 +149,10 @@ impl FakeApi {
             "DELETE" => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
             "POST" => {
                 if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-                    state.created += 1;
                     let generate = meta.get("generateName").and_then(Value::as_str).map(str::to_owned);
                     if let (None, Some(g)) = (meta.get("name"), generate) {
-                        meta.insert("name".into(), json!(format!("{g}{:05}", state.created)));
+                        state.generated += 1;
+                        meta.insert("name".into(), json!(format!("{g}{:05}", state.generated)));
                     }
                     let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
                     meta.entry("uid").or_insert_with(|| json!(format!("uid-{name}")));
@@ -185,9 +186,12 @@ mod tests {
         assert_eq!(code, 201);
         assert_eq!(created["metadata"]["name"], "web-00001");
         assert_eq!(created["metadata"]["uid"], "uid-web-00001");
+        let (_, second) =
+            call("POST", "/api/v1/namespaces/a/pods", json!({"metadata": {"generateName": "web-"}}));
+        assert_eq!(second["metadata"]["name"], "web-00002");
         assert_eq!(call("PUT", "/api/v1/nodes/n", json!({"x": 1})), (200, json!({"x": 1})));
-        assert_eq!(api.calls().len(), 6);
-        assert_eq!(api.writes().len(), 4);
+        assert_eq!(api.calls().len(), 7);
+        assert_eq!(api.writes().len(), 5);
         api.clear();
         assert!(api.calls().is_empty());
     }

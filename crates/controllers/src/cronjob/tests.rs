@@ -81,7 +81,7 @@ fn active_ref(name: &str) -> ObjectReference {
     }
 }
 
-async fn sync(cj: CronJob, jobs: Vec<Job>, script: Script, now: &str) -> (Calls, Action) {
+async fn sync(cj: CronJob, jobs: Vec<Job>, script: Script, now: &str) -> (FakeApi, Action) {
     let (client, calls) = fake_client(script);
     let ctx = context(client, now);
     ctx.informers.seed(jobs);
@@ -90,7 +90,7 @@ async fn sync(cj: CronJob, jobs: Vec<Job>, script: Script, now: &str) -> (Calls,
     (calls, action)
 }
 
-fn job_posts(calls: &Calls) -> Vec<Value> {
+fn job_posts(calls: &FakeApi) -> Vec<Value> {
     writes_without_events(calls)
         .into_iter()
         .filter(|c| c.method == "POST" && c.path.starts_with("/apis/batch/v1/namespaces/ns/jobs"))
@@ -98,7 +98,7 @@ fn job_posts(calls: &Calls) -> Vec<Value> {
         .collect()
 }
 
-fn status_put(calls: &Calls) -> Option<Value> {
+fn status_put(calls: &FakeApi) -> Option<Value> {
     writes_without_events(calls)
         .into_iter()
         .rev()

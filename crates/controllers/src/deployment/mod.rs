@@ -315,7 +315,7 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replicaset::testing::{Fake, at, context, obj};
+    use crate::replicaset::testing::{Call, FakeApi, at, context, events, obj, writes};
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use serde_json::{Value, json};
 
@@ -365,7 +365,7 @@ mod tests {
         format!("web-{}", util::compute_hash(&t, None))
     }
 
-    async fn sync(fake: &Fake, d: Value, rss: Vec<Value>) -> Result<Action> {
+    async fn sync(fake: &FakeApi, d: Value, rss: Vec<Value>) -> Result<Action> {
         let ctx = context(fake);
         ctx.informers.seed::<ReplicaSet>(rss.into_iter().map(obj).collect());
         ctx.informers.seed::<Pod>(vec![]);
@@ -373,12 +373,12 @@ mod tests {
         reconcile(Arc::new(obj(d)), shared).await
     }
 
-    fn rs_writes(fake: &Fake) -> Vec<crate::replicaset::testing::Call> {
-        fake.writes().into_iter().filter(|c| c.path.contains("/replicasets")).collect()
+    fn rs_writes(fake: &FakeApi) -> Vec<Call> {
+        writes(fake).into_iter().filter(|c| c.path.contains("/replicasets")).collect()
     }
 
-    fn last_status(fake: &Fake) -> Value {
-        fake.writes().into_iter().rfind(|c| c.path.ends_with("/deployments/web/status")).unwrap().body["status"].clone()
+    fn last_status(fake: &FakeApi) -> Value {
+        writes(fake).into_iter().rfind(|c| c.path.ends_with("/deployments/web/status")).unwrap().body["status"].clone()
     }
 
     fn condition(status: &Value, type_: &str) -> Value {
@@ -393,7 +393,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_deployment_gets_a_replica_set_named_after_its_template_hash() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:1", rolling(json!("25%"), json!("25%")));
         d["metadata"]["annotations"] = json!({"kubernetes.io/change-cause": "first"});
         sync(&fake, d, vec![]).await.unwrap();
@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(b["metadata"]["ownerReferences"][0]["kind"], "Deployment");
         assert_eq!(b["metadata"]["ownerReferences"][0]["blockOwnerDeletion"], true);
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![(
                 "Normal".into(),
                 "ScalingReplicaSet".into(),
@@ -426,7 +426,7 @@ mod tests {
             )]
         );
         // The revision lands on the Deployment, and Progressing says a new set was created.
-        let patch = fake.writes().into_iter().find(|c| c.method == "PATCH").unwrap();
+        let patch = writes(&fake).into_iter().find(|c| c.method == "PATCH").unwrap();
         assert_eq!(
             patch.body,
             json!({"metadata": {"annotations": {"deployment.kubernetes.io/revision": "1"}}})
@@ -448,7 +448,7 @@ mod tests {
 
     #[tokio::test]
     async fn rolling_update_surges_the_new_replica_set_and_keeps_old_pods_until_new_ones_are_available() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let d = deployment(3, "nginx:2", rolling(json!(1), json!(0)));
         sync(&fake, d, vec![replica_set("nginx:1", 3, 3, 1, 0)]).await.unwrap();
         let writes = rs_writes(&fake);
@@ -460,7 +460,7 @@ mod tests {
 
     #[tokio::test]
     async fn rolling_update_scales_old_down_once_new_pods_are_available() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let d = deployment(3, "nginx:2", rolling(json!(1), json!(0)));
         let old = replica_set("nginx:1", 3, 3, 1, 0);
         let new = replica_set("nginx:2", 1, 1, 2, 100);
@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(puts[0].path, format!("/apis/apps/v1/namespaces/ns/replicasets/{}", rs_name("nginx:1")));
         assert_eq!(puts[0].body["spec"]["replicas"], 2);
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![(
                 "Normal".into(),
                 "ScalingReplicaSet".into(),
@@ -481,7 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_rollout_reports_new_replica_set_available() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:2", rolling(json!("25%"), json!("25%")));
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
         d["status"] = json!({"observedGeneration": 1, "replicas": 4, "updatedReplicas": 3, "readyReplicas": 3,
@@ -512,7 +512,7 @@ mod tests {
 
     #[tokio::test]
     async fn recreate_scales_old_replica_sets_to_zero_before_creating_the_new_one() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let d = deployment(3, "nginx:2", json!({"type": "Recreate"}));
         sync(&fake, d, vec![replica_set("nginx:1", 3, 3, 1, 0)]).await.unwrap();
         let writes = rs_writes(&fake);
@@ -523,7 +523,7 @@ mod tests {
 
     #[tokio::test]
     async fn recreate_creates_the_new_replica_set_at_full_size_once_old_pods_are_gone() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let d = deployment(3, "nginx:2", json!({"type": "Recreate"}));
         sync(&fake, d, vec![replica_set("nginx:1", 0, 0, 1, 0)]).await.unwrap();
         let create = rs_writes(&fake).into_iter().find(|c| c.method == "POST").unwrap();
@@ -532,7 +532,7 @@ mod tests {
 
     #[tokio::test]
     async fn recreate_waits_while_old_pods_still_run() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let d = deployment(2, "nginx:2", json!({"type": "Recreate"}));
         let ctx = context(&fake);
         let old: ReplicaSet = obj(replica_set("nginx:1", 0, 0, 1, 0));
@@ -551,7 +551,7 @@ mod tests {
 
     #[tokio::test]
     async fn scaling_a_deployment_scales_its_only_replica_set() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(5, "nginx:1", rolling(json!("25%"), json!("25%")));
         d["status"]["replicas"] = json!(3);
         sync(&fake, d, vec![replica_set("nginx:1", 3, 3, 1, 0)]).await.unwrap();
@@ -560,7 +560,7 @@ mod tests {
         assert_eq!(put.body["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"], "5");
         assert_eq!(put.body["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"], "7");
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![(
                 "Normal".into(),
                 "ScalingReplicaSet".into(),
@@ -571,7 +571,7 @@ mod tests {
 
     #[tokio::test]
     async fn scaling_during_a_rollout_is_proportional() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         // 10 replicas mid-rollout (old 8, new 5, both annotated max 13), scaled to 20.
         let mut d = deployment(20, "nginx:2", rolling(json!(3), json!(2)));
         d["status"]["replicas"] = json!(13);
@@ -595,7 +595,7 @@ mod tests {
 
     #[tokio::test]
     async fn undo_to_an_old_template_reuses_its_replica_set_with_the_next_revision() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:1", rolling(json!("25%"), json!("25%")));
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
         let old = replica_set("nginx:1", 0, 0, 1, 0);
@@ -609,7 +609,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_paused_deployment_does_not_start_a_rollout() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:2", rolling(json!("25%"), json!("25%")));
         d["spec"]["paused"] = json!(true);
         sync(&fake, d, vec![replica_set("nginx:1", 3, 3, 1, 0)]).await.unwrap();
@@ -624,7 +624,7 @@ mod tests {
 
     #[tokio::test]
     async fn old_replica_sets_beyond_the_history_limit_are_deleted() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:3", rolling(json!("25%"), json!("25%")));
         d["spec"]["revisionHistoryLimit"] = json!(1);
         d["status"] = json!({"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3,
@@ -635,7 +635,7 @@ mod tests {
             replica_set("nginx:3", 3, 3, 3, 100),
         ];
         sync(&fake, d, rss).await.unwrap();
-        let deletes: Vec<_> = fake.writes().into_iter().filter(|c| c.method == "DELETE").collect();
+        let deletes: Vec<_> = writes(&fake).into_iter().filter(|c| c.method == "DELETE").collect();
         assert_eq!(deletes.len(), 1);
         assert_eq!(
             deletes[0].path,
@@ -645,7 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rollout_without_progress_past_its_deadline_times_out() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:2", rolling(json!(1), json!(0)));
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
         d["status"] = json!({"observedGeneration": 1, "replicas": 4, "updatedReplicas": 1, "readyReplicas": 3,
@@ -668,7 +668,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stalled_rollout_is_requeued_for_its_deadline() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:2", rolling(json!(1), json!(0)));
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
         d["status"] = json!({"observedGeneration": 1, "replicas": 4, "updatedReplicas": 1, "readyReplicas": 3,
@@ -683,18 +683,18 @@ mod tests {
         let action = sync(&fake, d, vec![old, new]).await.unwrap();
         // Last progress at 900, deadline 600s, now 1000: look again in 500s (+1s margin).
         assert_eq!(action, Action::requeue(std::time::Duration::from_secs(501)));
-        assert!(fake.writes().is_empty());
+        assert!(writes(&fake).is_empty());
     }
 
     #[tokio::test]
     async fn an_orphan_replica_set_matching_the_selector_is_adopted() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let d = deployment(3, "nginx:1", rolling(json!("25%"), json!("25%")));
-        fake.on_get("/apis/apps/v1/namespaces/ns/deployments/web", d.clone());
+        fake.object("/apis/apps/v1/namespaces/ns/deployments/web", d.clone());
         let mut orphan = replica_set("nginx:1", 3, 3, 1, 0);
         orphan["metadata"].as_object_mut().unwrap().remove("ownerReferences");
         sync(&fake, d, vec![orphan]).await.unwrap();
-        let patch = fake.writes().into_iter().find(|c| c.method == "PATCH").unwrap();
+        let patch = writes(&fake).into_iter().find(|c| c.method == "PATCH").unwrap();
         assert_eq!(patch.path, format!("/apis/apps/v1/namespaces/ns/replicasets/{}", rs_name("nginx:1")));
         assert_eq!(patch.body["metadata"]["ownerReferences"][0]["uid"], "d-uid");
         assert_eq!(patch.body["metadata"]["ownerReferences"][0]["controller"], true);
@@ -702,7 +702,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_deprecated_rollback_annotation_rolls_back_to_the_previous_revision() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:2", rolling(json!("25%"), json!("25%")));
         d["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "2",
             "deprecated.deployment.rollback.to": "0"});
@@ -719,7 +719,7 @@ mod tests {
         assert!(put.body["spec"]["template"]["metadata"]["labels"].get("pod-template-hash").is_none());
         assert!(put.body["metadata"]["annotations"].get("deprecated.deployment.rollback.to").is_none());
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![(
                 "Normal".into(),
                 "DeploymentRollback".into(),
@@ -730,13 +730,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_deployment_selecting_everything_is_not_synced() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut d = deployment(3, "nginx:1", rolling(json!("25%"), json!("25%")));
         d["spec"]["selector"] = json!({});
         d["metadata"]["generation"] = json!(2);
         sync(&fake, d, vec![]).await.unwrap();
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![(
                 "Warning".into(),
                 "SelectingAll".into(),

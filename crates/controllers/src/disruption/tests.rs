@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::*;
-use crate::runtime::testing::{Calls, fake_client};
 use crate::{Clock, Informers, Options};
+use fakeapi::{FakeApi, fake_client};
 
 struct FixedClock(jiff::Timestamp);
 
@@ -29,7 +29,7 @@ fn ago(secs: i64) -> Time {
     Time(now() - jiff::SignedDuration::from_secs(secs))
 }
 
-fn state() -> (Arc<State>, Calls) {
+fn state() -> (Arc<State>, FakeApi) {
     let (client, calls) = fake_client();
     let ctx = Arc::new(Context {
         informers: Informers::offline(client.clone()),
@@ -94,7 +94,7 @@ fn pdb(min: Option<IntOrString>, max: Option<IntOrString>) -> PodDisruptionBudge
     }
 }
 
-fn status_writes(calls: &Calls) -> Vec<serde_json::Value> {
+fn status_writes(calls: &FakeApi) -> Vec<serde_json::Value> {
     calls
         .writes()
         .into_iter()
@@ -106,7 +106,7 @@ fn status_writes(calls: &Calls) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn events(calls: &Calls) -> Vec<(String, String)> {
+fn events(calls: &FakeApi) -> Vec<(String, String)> {
     calls
         .writes()
         .into_iter()

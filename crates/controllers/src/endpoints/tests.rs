@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::garbagecollector::fake::FakeApi;
 use crate::{Informers, Options, SystemClock};
+use fakeapi::FakeApi;
 
 fn ctx(api: &FakeApi) -> Arc<Context> {
     let client = api.client();

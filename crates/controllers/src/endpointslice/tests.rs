@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::garbagecollector::fake::FakeApi;
 use crate::{Informers, Options, SystemClock};
+use fakeapi::FakeApi;
 
 const SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/ns/endpointslices";
 
@@ -111,7 +111,7 @@ async fn a_service_without_endpoints_keeps_one_placeholder_slice() {
     assert_eq!(w[0].body["ports"], json!([]));
     // Once the cache shows it, it is left alone.
     let mut placeholder: EndpointSlice = serde_json::from_value(w[0].body.clone()).unwrap();
-    placeholder.metadata.name = Some("web-abcde".into());
+    placeholder.metadata.name = Some("web-00001".into());
     placeholder.metadata.resource_version = Some("1".into());
     ctx.informers.seed(vec![placeholder]);
     c.sync("ns/web").await.unwrap();

@@ -170,7 +170,7 @@ pub async fn discover(client: &Client) -> Result<Resources, kube::Error> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::garbagecollector::fake::{FakeApi, status};
+    use fakeapi::{FakeApi, status};
     use serde_json::json;
 
     /// A resource for tests.

@@ -15,8 +15,6 @@
 //!   from every dependent, then loses the finalizer.
 
 pub mod discovery;
-#[cfg(test)]
-pub(crate) mod fake;
 pub mod graph;
 mod monitors;
 mod operations;

@@ -4,11 +4,11 @@
 use serde_json::{Value, json};
 
 use super::discovery::tests::res;
-use super::fake::FakeApi;
 use super::graph::tests::{id, observed, owner_ref};
 use super::graph::{Change, FOREGROUND, Identity, ORPHAN, Observed};
 use super::workqueue::Outcome;
 use super::*;
+use fakeapi::FakeApi;
 
 const RS_PATH: &str = "/apis/apps/v1/namespaces/ns/replicasets/web-1";
 const DEPLOY_PATH: &str = "/apis/apps/v1/namespaces/ns/deployments/web";

@@ -1,48 +1,18 @@
-//! Test support for the batch controllers: a recording fake API (like
-//! `runtime::testing::fake_client`) that can also answer GETs with given objects and
-//! fail chosen requests, plus builders for Jobs, Pods and a pinned clock.
+//! Test support for the batch controllers: a fake API scripted to answer GETs with given
+//! objects and fail chosen requests, plus builders for Jobs, Pods and a pinned clock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use http::{Request, Response};
+pub use fakeapi::{Call, FakeApi};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::client::Body;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::runtime::{Clock, controller_ref};
 use crate::{Context, Informers, Options};
-
-/// One request a reconcile made.
-#[derive(Clone, Debug)]
-pub struct Call {
-    pub method: String,
-    /// Path and query.
-    pub path: String,
-    pub body: Value,
-}
-
-/// The recorded calls of a fake client.
-#[derive(Clone, Default)]
-pub struct Calls(Arc<Mutex<Vec<Call>>>);
-
-impl Calls {
-    pub fn all(&self) -> Vec<Call> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Only the writes (everything but GET).
-    pub fn writes(&self) -> Vec<Call> {
-        self.all().into_iter().filter(|c| c.method != "GET").collect()
-    }
-
-    fn push(&self, c: Call) {
-        self.0.lock().unwrap().push(c);
-    }
-}
 
 /// A clock pinned to one instant.
 pub struct FixedClock(pub Timestamp);
@@ -62,77 +32,16 @@ pub struct Script {
     pub failures: Vec<(String, String, u16, String)>,
 }
 
-/// A client whose requests are recorded; writes echo their body (a name is filled in
-/// from generateName, a uid is made up); GETs answer from the script or 404.
-pub fn fake_client(script: Script) -> (kube::Client, Calls) {
-    let calls = Calls::default();
-    let recorded = calls.clone();
-    let script = Arc::new(Mutex::new(script));
-    let counter = Arc::new(Mutex::new(0u32));
-    let svc = tower::service_fn(move |req: Request<Body>| {
-        let recorded = recorded.clone();
-        let script = script.clone();
-        let counter = counter.clone();
-        async move {
-            let method = req.method().to_string();
-            let path_q = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-            let path = req.uri().path().to_string();
-            let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
-            let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            recorded.push(Call { method: method.clone(), path: path_q, body: body.clone() });
-            let script = script.lock().unwrap().clone();
-            let failure =
-                script.failures.iter().find(|(m, p, _, _)| *m == method && path.starts_with(p.as_str()));
-            let (code, reply) = if let Some((_, _, code, reason)) = failure {
-                (
-                    *code,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": format!("injected {reason}")}),
-                )
-            } else {
-                match method.as_str() {
-                    "GET" => match script.gets.get(&path) {
-                        Some(v) => (200, v.clone()),
-                        None => (
-                            404,
-                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-                        ),
-                    },
-                    "DELETE" => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
-                    _ => {
-                        if body.pointer("/metadata/name").is_none()
-                            && let Some(g) = body
-                                .pointer("/metadata/generateName")
-                                .and_then(Value::as_str)
-                                .map(str::to_string)
-                        {
-                            let mut n = counter.lock().unwrap();
-                            *n += 1;
-                            body["metadata"]["name"] = json!(format!("{g}{:05}", *n));
-                        }
-                        if method == "POST"
-                            && body.pointer("/metadata/uid").is_none()
-                            && body.get("metadata").is_some()
-                        {
-                            let name = body
-                                .pointer("/metadata/name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string();
-                            body["metadata"]["uid"] = json!(format!("uid-{name}"));
-                        }
-                        (if method == "POST" { 201 } else { 200 }, body)
-                    }
-                }
-            };
-            let resp = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap();
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    (kube::Client::new(svc, "default"), calls)
+/// A client to a fake API that answers GETs and fails requests as the script says.
+pub fn fake_client(script: Script) -> (kube::Client, FakeApi) {
+    let api = FakeApi::new();
+    for (path, obj) in script.gets {
+        api.object(&path, obj);
+    }
+    for (method, prefix, code, reason) in script.failures {
+        api.fail(&method, &prefix, code, &reason, &format!("injected {reason}"));
+    }
+    (api.client(), api)
 }
 
 /// A context over the fake client with offline informers and a pinned clock.
@@ -217,12 +126,12 @@ pub fn pod_of(job: &Job, name: &str, phase: &str) -> Pod {
 }
 
 /// The recorded writes, without Events.
-pub fn writes_without_events(calls: &Calls) -> Vec<Call> {
+pub fn writes_without_events(calls: &FakeApi) -> Vec<Call> {
     calls.writes().into_iter().filter(|c| !c.path.contains("/events")).collect()
 }
 
 /// The (reason, message) of every Event written.
-pub fn events(calls: &Calls) -> Vec<(String, String)> {
+pub fn events(calls: &FakeApi) -> Vec<(String, String)> {
     calls
         .writes()
         .into_iter()
@@ -237,7 +146,7 @@ pub fn events(calls: &Calls) -> Vec<(String, String)> {
 }
 
 /// The last status written for a Job.
-pub fn last_status(calls: &Calls) -> Value {
+pub fn last_status(calls: &FakeApi) -> Value {
     calls
         .writes()
         .into_iter()

@@ -20,11 +20,11 @@ use super::{JobController, reconcile};
 
 const NOW: &str = "2024-05-01T00:10:00Z";
 
-async fn sync(job: Job, pods: Vec<Pod>) -> (Calls, Action) {
+async fn sync(job: Job, pods: Vec<Pod>) -> (FakeApi, Action) {
     sync_with(job, pods, Script::default()).await
 }
 
-async fn sync_with(job: Job, pods: Vec<Pod>, script: Script) -> (Calls, Action) {
+async fn sync_with(job: Job, pods: Vec<Pod>, script: Script) -> (FakeApi, Action) {
     let (client, calls) = fake_client(script);
     let ctx = context(client, NOW);
     ctx.informers.seed(pods);
@@ -34,7 +34,7 @@ async fn sync_with(job: Job, pods: Vec<Pod>, script: Script) -> (Calls, Action) 
     (calls, action)
 }
 
-fn pod_creates(calls: &Calls) -> Vec<Value> {
+fn pod_creates(calls: &FakeApi) -> Vec<Value> {
     writes_without_events(calls)
         .into_iter()
         .filter(|c| c.method == "POST" && c.path.starts_with("/api/v1/namespaces/ns/pods"))

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::garbagecollector::fake::FakeApi;
 use crate::{Clock, Informers, Options};
+use fakeapi::FakeApi;
 
 struct Fixed(jiff::Timestamp);
 

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use serde_json::json;
 
 use super::*;
-use crate::runtime::testing::{Call, Calls, fake_client};
 use crate::{Clock, Informers, Options};
+use fakeapi::{Call, FakeApi, fake_client};
 
 struct TestClock(Mutex<jiff::Timestamp>);
 
@@ -32,7 +32,7 @@ fn t0() -> jiff::Timestamp {
     "2025-03-01T12:00:00Z".parse().unwrap()
 }
 
-fn setup() -> (Arc<Context>, Arc<TestClock>, Calls) {
+fn setup() -> (Arc<Context>, Arc<TestClock>, FakeApi) {
     let (client, calls) = fake_client();
     let clock = Arc::new(TestClock(Mutex::new(t0())));
     let ctx = Arc::new(Context {
@@ -103,11 +103,11 @@ fn pod(name: &str, node: &str, tolerations: Vec<Toleration>) -> Pod {
     }
 }
 
-fn non_events(calls: &Calls) -> Vec<Call> {
+fn non_events(calls: &FakeApi) -> Vec<Call> {
     calls.writes().into_iter().filter(|c| !c.path.contains("/events")).collect()
 }
 
-fn events(calls: &Calls) -> Vec<(String, String)> {
+fn events(calls: &FakeApi) -> Vec<(String, String)> {
     calls
         .writes()
         .into_iter()

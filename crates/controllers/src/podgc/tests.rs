@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::garbagecollector::fake::FakeApi;
 use crate::{Clock, Informers, Options};
+use fakeapi::FakeApi;
 
 struct TestClock(Mutex<jiff::Timestamp>);
 

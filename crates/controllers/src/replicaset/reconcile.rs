@@ -445,7 +445,7 @@ async fn update_status<K: Replicated>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replicaset::testing::{Fake, at, context, obj, pod};
+    use crate::replicaset::testing::{FakeApi, at, context, events, obj, pod, writes};
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::ReplicationController;
     use serde_json::Value;
@@ -475,7 +475,11 @@ mod tests {
         ))
     }
 
-    async fn sync(fake: &Fake, set: ReplicaSet, pods: Vec<Pod>) -> (Result<Action>, Arc<Shared<ReplicaSet>>) {
+    async fn sync(
+        fake: &FakeApi,
+        set: ReplicaSet,
+        pods: Vec<Pod>,
+    ) -> (Result<Action>, Arc<Shared<ReplicaSet>>) {
         let ctx = context(fake);
         ctx.informers.seed(pods);
         ctx.informers.seed(vec![set.clone()]);
@@ -483,8 +487,8 @@ mod tests {
         (reconcile(Arc::new(set), shared.clone()).await, shared)
     }
 
-    fn pod_posts(fake: &Fake) -> Vec<Value> {
-        fake.writes()
+    fn pod_posts(fake: &FakeApi) -> Vec<Value> {
+        writes(fake)
             .into_iter()
             .filter(|c| c.method == "POST" && c.path.ends_with("/pods"))
             .map(|c| c.body)
@@ -493,7 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replica_set_short_of_pods_creates_them_from_its_template() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let (res, _) = sync(&fake, rs(3, 0), vec![]).await;
         res.unwrap();
         let posts = pod_posts(&fake);
@@ -509,14 +513,14 @@ mod tests {
             );
             assert_eq!(p["spec"]["containers"][0]["image"], "nginx:1");
         }
-        let events = fake.events();
+        let events = events(&fake);
         assert_eq!(events.len(), 3);
         assert!(
             events.iter().all(|(t, r, m)| t == "Normal"
                 && r == "SuccessfulCreate"
                 && m.starts_with("Created pod: web-"))
         );
-        let status: Vec<_> = fake.writes().into_iter().filter(|c| c.path.ends_with("/status")).collect();
+        let status: Vec<_> = writes(&fake).into_iter().filter(|c| c.path.ends_with("/status")).collect();
         assert_eq!(status.len(), 1);
         assert_eq!(status[0].method, "PUT");
         assert_eq!(status[0].path, "/apis/apps/v1/namespaces/ns/replicasets/web/status");
@@ -525,7 +529,7 @@ mod tests {
 
     #[tokio::test]
     async fn pod_creation_runs_in_slow_start_batches_and_stops_at_the_first_failure() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         fake.fail(
             "POST",
             "/api/v1/namespaces/ns/pods",
@@ -538,14 +542,14 @@ mod tests {
         // The first batch of one failed, so no second batch was tried.
         assert_eq!(pod_posts(&fake).len(), 1);
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![(
                 "Warning".to_string(),
                 "FailedCreate".to_string(),
                 "Error creating: pods \"web-\" is forbidden: exceeded quota".to_string()
             )]
         );
-        let status = fake.writes().into_iter().find(|c| c.path.ends_with("/status")).unwrap();
+        let status = writes(&fake).into_iter().find(|c| c.path.ends_with("/status")).unwrap();
         let cond = &status.body["status"]["conditions"][0];
         assert_eq!(cond["type"], "ReplicaFailure");
         assert_eq!(cond["status"], "True");
@@ -569,7 +573,7 @@ mod tests {
 
     #[tokio::test]
     async fn expectations_hold_back_a_second_burst_until_the_cache_catches_up() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let (res, shared) = sync(&fake, rs(2, 0), vec![]).await;
         assert_eq!(res.unwrap(), Action::await_change());
         assert_eq!(pod_posts(&fake).len(), 2);
@@ -580,22 +584,22 @@ mod tests {
 
     #[tokio::test]
     async fn surplus_pods_are_deleted_not_ready_ones_first() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let pods = vec![owned("web-a", Some(0)), owned("web-b", None), owned("web-c", Some(10))];
         let (res, _) = sync(&fake, rs(2, 0), pods).await;
         res.unwrap();
-        let deletes: Vec<_> = fake.writes().into_iter().filter(|c| c.method == "DELETE").collect();
+        let deletes: Vec<_> = writes(&fake).into_iter().filter(|c| c.method == "DELETE").collect();
         assert_eq!(deletes.len(), 1);
         assert_eq!(deletes[0].path, "/api/v1/namespaces/ns/pods/web-b");
         assert_eq!(
-            fake.events(),
+            events(&fake),
             vec![("Normal".into(), "SuccessfulDelete".into(), "Deleted pod: web-b".into())]
         );
     }
 
     #[tokio::test]
     async fn pods_being_deleted_or_finished_do_not_count() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut terminating = owned("web-a", Some(0));
         terminating.metadata.deletion_timestamp = Some(Time(at(5)));
         let mut done = owned("web-b", None);
@@ -607,7 +611,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_counts_fully_labeled_ready_and_available_pods() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         // minReadySeconds 100 at t=1000: ready since 0 is available, since 950 is not yet.
         let partial: Pod =
             obj(pod("web-d", json!({"app": "web"}), Some(("ReplicaSet", "web", "rs-uid")), None));
@@ -615,7 +619,7 @@ mod tests {
         let (res, _) = sync(&fake, rs(4, 100), pods).await;
         // web-b becomes available 100s after 950, i.e. 50s from now; one more second of margin.
         assert_eq!(res.unwrap(), Action::requeue(Duration::from_secs(51)));
-        let status = fake.writes().into_iter().find(|c| c.path.ends_with("/status")).unwrap();
+        let status = writes(&fake).into_iter().find(|c| c.path.ends_with("/status")).unwrap();
         assert_eq!(
             status.body["status"],
             json!({"replicas": 4, "fullyLabeledReplicas": 3, "readyReplicas": 2, "availableReplicas": 1,
@@ -625,12 +629,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_orphan_matching_the_selector_is_adopted() {
-        let fake = Fake::new();
-        fake.on_get("/apis/apps/v1/namespaces/ns/replicasets/web", serde_json::to_value(rs(1, 0)).unwrap());
+        let fake = FakeApi::new();
+        fake.object("/apis/apps/v1/namespaces/ns/replicasets/web", serde_json::to_value(rs(1, 0)).unwrap());
         let orphan: Pod = obj(pod("stray", json!({"app": "web", "tier": "front"}), None, Some(0)));
         let (res, _) = sync(&fake, rs(1, 0), vec![orphan]).await;
         res.unwrap();
-        let patch = fake.writes().into_iter().find(|c| c.method == "PATCH").unwrap();
+        let patch = writes(&fake).into_iter().find(|c| c.method == "PATCH").unwrap();
         assert_eq!(patch.path, "/api/v1/namespaces/ns/pods/stray");
         assert_eq!(
             patch.body,
@@ -642,24 +646,24 @@ mod tests {
 
     #[tokio::test]
     async fn an_orphan_is_not_adopted_by_a_replica_set_being_deleted_on_the_server() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut fresh = serde_json::to_value(rs(1, 0)).unwrap();
         fresh["metadata"]["deletionTimestamp"] = json!(at(900).to_string());
-        fake.on_get("/apis/apps/v1/namespaces/ns/replicasets/web", fresh);
+        fake.object("/apis/apps/v1/namespaces/ns/replicasets/web", fresh);
         let orphan: Pod = obj(pod("stray", json!({"app": "web", "tier": "front"}), None, Some(0)));
         let (res, _) = sync(&fake, rs(1, 0), vec![orphan]).await;
         assert!(res.is_err());
-        assert!(fake.writes().is_empty());
+        assert!(writes(&fake).is_empty());
     }
 
     #[tokio::test]
     async fn an_owned_pod_that_no_longer_matches_is_released() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let relabeled: Pod =
             obj(pod("web-a", json!({"app": "debug"}), Some(("ReplicaSet", "web", "rs-uid")), Some(0)));
         let (res, _) = sync(&fake, rs(1, 0), vec![relabeled]).await;
         res.unwrap();
-        let patch = fake.writes().into_iter().find(|c| c.method == "PATCH").unwrap();
+        let patch = writes(&fake).into_iter().find(|c| c.method == "PATCH").unwrap();
         assert_eq!(
             patch.body,
             json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": "rs-uid"}], "uid": "uid-web-a"}})
@@ -669,7 +673,7 @@ mod tests {
 
     #[tokio::test]
     async fn pods_of_other_controllers_are_left_alone() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let foreign: Pod = obj(pod(
             "other",
             json!({"app": "web", "tier": "front"}),
@@ -678,13 +682,13 @@ mod tests {
         ));
         let (res, _) = sync(&fake, rs(1, 0), vec![foreign]).await;
         res.unwrap();
-        assert!(fake.writes().iter().all(|c| c.method != "PATCH"));
+        assert!(writes(&fake).iter().all(|c| c.method != "PATCH"));
         assert_eq!(pod_posts(&fake).len(), 1);
     }
 
     #[tokio::test]
     async fn a_replication_controller_is_served_by_the_same_logic() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let rc: ReplicationController = obj(json!({
             "apiVersion": "v1", "kind": "ReplicationController",
             "metadata": {"name": "legacy", "namespace": "ns", "uid": "rc-uid", "generation": 1},
@@ -705,14 +709,14 @@ mod tests {
         let ev = fake.calls().into_iter().find(|c| c.path.contains("/events")).unwrap();
         assert_eq!(ev.body["source"]["component"], "replication-controller");
         assert_eq!(ev.body["involvedObject"]["kind"], "ReplicationController");
-        let status = fake.writes().into_iter().find(|c| c.path.ends_with("/status")).unwrap();
+        let status = writes(&fake).into_iter().find(|c| c.path.ends_with("/status")).unwrap();
         assert_eq!(status.path, "/api/v1/namespaces/ns/replicationcontrollers/legacy/status");
         assert_eq!(status.body["status"], json!({"replicas": 0, "observedGeneration": 1}));
     }
 
     #[tokio::test]
     async fn a_steady_replica_set_writes_nothing() {
-        let fake = Fake::new();
+        let fake = FakeApi::new();
         let mut set = rs(1, 0);
         set.status = Some(ReplicaSetStatus {
             replicas: 1,

@@ -202,8 +202,8 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::testing::fake_client;
     use crate::{Informers, Options, SystemClock};
+    use fakeapi::fake_client;
     use k8s_openapi::api::core::v1::ResourceQuotaSpec;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Wire;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -253,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_subscriber_first_sees_what_the_cache_already_holds() {
-        let (client, _) = crate::runtime::testing::fake_client();
+        let (client, _) = fakeapi::fake_client();
         let informers = Informers::offline(client);
         informers.seed(vec![cm("a"), cm("b")]);
         let inf = informers.get::<ConfigMap>();

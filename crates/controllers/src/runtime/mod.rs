@@ -5,8 +5,6 @@ pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod leader;
-#[cfg(test)]
-pub mod testing;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};

@@ -61,8 +61,8 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::testing::fake_client;
     use crate::{Informers, Options, SystemClock};
+    use fakeapi::fake_client;
 
     fn ns(name: &str) -> Namespace {
         Namespace {

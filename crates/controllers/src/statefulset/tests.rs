@@ -19,8 +19,8 @@ use super::control::revision_data;
 use super::identity::{self, REVISION_LABEL};
 use super::reconcile;
 use crate::history;
-use crate::runtime::testing::{Calls, fake_client};
 use crate::{Clock, Context, Informers, Options};
+use fakeapi::{FakeApi, fake_client};
 
 struct FixedClock(jiff::Timestamp);
 
@@ -127,7 +127,7 @@ fn claim_of(set: &StatefulSet, ordinal: i32) -> PersistentVolumeClaim {
 }
 
 /// Writes other than Events, as `METHOD resource[/sub] name`.
-fn summary(calls: &Calls) -> Vec<String> {
+fn summary(calls: &FakeApi) -> Vec<String> {
     calls
         .writes()
         .iter()
@@ -147,7 +147,7 @@ fn summary(calls: &Calls) -> Vec<String> {
         .collect()
 }
 
-fn events(calls: &Calls) -> Vec<(String, String)> {
+fn events(calls: &FakeApi) -> Vec<(String, String)> {
     calls
         .writes()
         .iter()
@@ -158,7 +158,7 @@ fn events(calls: &Calls) -> Vec<(String, String)> {
         .collect()
 }
 
-fn body_of<'a>(calls: &'a [crate::runtime::testing::Call], what: &str) -> &'a Value {
+fn body_of<'a>(calls: &'a [fakeapi::Call], what: &str) -> &'a Value {
     let c = calls
         .iter()
         .find(|c| {
@@ -169,7 +169,7 @@ fn body_of<'a>(calls: &'a [crate::runtime::testing::Call], what: &str) -> &'a Va
     &c.body
 }
 
-fn status_write(calls: &Calls) -> Value {
+fn status_write(calls: &FakeApi) -> Value {
     calls
         .writes()
         .into_iter()

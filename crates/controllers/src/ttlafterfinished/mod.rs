@@ -135,7 +135,7 @@ mod tests {
         let ctx = context(client, "2024-05-01T00:01:00Z");
         let action = reconcile(Arc::new(j), ctx).await.unwrap();
         assert_eq!(action, Action::await_change());
-        let all = calls.all();
+        let all = calls.calls();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].method, "GET");
         assert_eq!(all[1].method, "DELETE");
@@ -151,7 +151,7 @@ mod tests {
         let ctx = context(client, "2024-05-01T00:01:00Z");
         let action = reconcile(Arc::new(j), ctx).await.unwrap();
         assert_eq!(action, Action::requeue(Duration::from_secs(40)));
-        assert!(calls.all().is_empty());
+        assert!(calls.calls().is_empty());
     }
 
     #[tokio::test]
@@ -178,6 +178,6 @@ mod tests {
         assert_eq!(reconcile(Arc::new(running), ctx.clone()).await.unwrap(), Action::await_change());
         let no_ttl = finished(None, "2024-05-01T00:00:00Z", "Complete");
         assert_eq!(reconcile(Arc::new(no_ttl), ctx).await.unwrap(), Action::await_change());
-        assert!(calls.all().is_empty());
+        assert!(calls.calls().is_empty());
     }
 }

@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::json;
 
 use super::*;
-use crate::runtime::testing::{Call, Calls, fake_client};
 use crate::{Clock, Informers, Options};
+use fakeapi::{Call, FakeApi, fake_client};
 
 struct FixedClock;
 
@@ -24,7 +24,7 @@ impl Clock for FixedClock {
     }
 }
 
-fn state() -> (Arc<State>, Calls) {
+fn state() -> (Arc<State>, FakeApi) {
     let (client, calls) = fake_client();
     let ctx = Arc::new(Context {
         informers: Informers::offline(client.clone()),
@@ -101,11 +101,11 @@ fn bound_ref(name: &str) -> ObjectReference {
     }
 }
 
-fn non_events(calls: &Calls) -> Vec<Call> {
+fn non_events(calls: &FakeApi) -> Vec<Call> {
     calls.writes().into_iter().filter(|c| !c.path.contains("/events")).collect()
 }
 
-fn events(calls: &Calls) -> Vec<(String, String)> {
+fn events(calls: &FakeApi) -> Vec<(String, String)> {
     calls
         .writes()
         .into_iter()
@@ -207,7 +207,7 @@ async fn a_claim_that_names_no_class_gets_the_default_class() {
     sync_claim(Arc::new(pvc("data", "1Gi", None)), st).await.unwrap();
     let w = non_events(&calls);
     assert_eq!(w.len(), 1);
-    assert!(w[0].path.starts_with("/api/v1/namespaces/default/persistentvolumeclaims/data?"));
+    assert_eq!(w[0].path, "/api/v1/namespaces/default/persistentvolumeclaims/data");
     assert_eq!(w[0].body["spec"]["storageClassName"], "local-path");
 }
 
@@ -354,7 +354,7 @@ async fn a_volume_whose_claim_is_deleted_is_released_and_retained() {
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].body["status"]["phase"], "Released");
     assert!(
-        calls.all().iter().any(|c| c.method == "GET"
+        calls.calls().iter().any(|c| c.method == "GET"
             && c.path.starts_with("/api/v1/namespaces/default/persistentvolumeclaims/data"))
     );
 }

@@ -354,15 +354,15 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::testing::{Calls, fake_client};
     use crate::{Informers, Options, SystemClock};
+    use fakeapi::{FakeApi, fake_client};
     use k8s_openapi::api::core::v1::{
         PersistentVolumeClaimSpec, PersistentVolumeStatus, VolumeResourceRequirements,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Wire;
     use serde_json::json;
 
-    fn state() -> (Arc<State>, Calls) {
+    fn state() -> (Arc<State>, FakeApi) {
         let (client, calls) = fake_client();
         let ctx = Arc::new(Context {
             informers: Informers::offline(client.clone()),
@@ -416,7 +416,7 @@ mod tests {
         }
     }
 
-    fn events(calls: &Calls) -> Vec<(String, String)> {
+    fn events(calls: &FakeApi) -> Vec<(String, String)> {
         calls
             .writes()
             .into_iter()
