@@ -19,11 +19,13 @@ pub struct Call {
     pub path: String,
     /// Query string, possibly empty.
     pub query: String,
+    /// The request's content type, possibly empty.
+    pub content_type: String,
     pub body: Value,
 }
 
-/// A request that fails: method, path prefix, and the Status answered.
-struct Failure {
+/// An answer for every path under a prefix.
+struct PrefixRoute {
     method: String,
     prefix: String,
     code: u16,
@@ -33,7 +35,7 @@ struct Failure {
 #[derive(Default)]
 struct State {
     routes: HashMap<(String, String), (u16, Value)>,
-    failures: Vec<Failure>,
+    prefixes: Vec<PrefixRoute>,
     calls: Vec<Call>,
     /// Names made from generateName so far (they end in this count).
     generated: u32,
@@ -70,16 +72,18 @@ impl FakeApi {
         self.on("GET", path, 200, body)
     }
 
-    /// Fails `method` on every path starting with `prefix` with a Status of this code,
-    /// reason and message (checked before the routes).
-    pub fn fail(&self, method: &str, prefix: &str, code: u16, reason: &str, message: &str) -> &Self {
-        self.0.lock().unwrap().failures.push(Failure {
-            method: method.into(),
-            prefix: prefix.into(),
-            code,
-            reply: status(code, reason, message),
-        });
+    /// Answers `method` on every path starting with `prefix` with `code` and `body`
+    /// (checked before the exact routes; the first matching prefix wins).
+    pub fn on_prefix(&self, method: &str, prefix: &str, code: u16, body: Value) -> &Self {
+        let route = PrefixRoute { method: method.into(), prefix: prefix.into(), code, reply: body };
+        self.0.lock().unwrap().prefixes.push(route);
         self
+    }
+
+    /// Fails `method` on every path starting with `prefix` with a Status of this code,
+    /// reason and message.
+    pub fn fail(&self, method: &str, prefix: &str, code: u16, reason: &str, message: &str) -> &Self {
+        self.on_prefix(method, prefix, code, status(code, reason, message))
     }
 
     /// Every request so far, in order.
@@ -120,9 +124,15 @@ impl FakeApi {
                 let method = req.method().to_string();
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or_default().to_string();
+                let content_type = req
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
                 let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let (code, reply) = me.answer(Call { method, path, query, body });
+                let (code, reply) = me.answer(Call { method, path, query, content_type, body });
                 let resp = Response::builder()
                     .status(code)
                     .header("content-type", "application/json")
@@ -138,8 +148,8 @@ impl FakeApi {
         let mut state = self.0.lock().unwrap();
         state.calls.push(call.clone());
         let Call { method, path, mut body, .. } = call;
-        if let Some(f) = state.failures.iter().find(|f| f.method == method && path.starts_with(&f.prefix)) {
-            return (f.code, f.reply.clone());
+        if let Some(r) = state.prefixes.iter().find(|r| r.method == method && path.starts_with(&r.prefix)) {
+            return (r.code, r.reply.clone());
         }
         if let Some(canned) = state.routes.get(&(method.clone(), path)) {
             return canned.clone();
@@ -175,7 +185,8 @@ mod tests {
         api.object("/api/v1/namespaces/a/pods/p", json!({"metadata": {"name": "p"}}));
         api.fail("DELETE", "/api/v1/namespaces/a/", 409, "Conflict", "injected");
         let call = |method: &str, path: &str, body: Value| {
-            api.answer(Call { method: method.into(), path: path.into(), query: String::new(), body })
+            let (method, path) = (method.into(), path.into());
+            api.answer(Call { method, path, query: String::new(), content_type: String::new(), body })
         };
         assert_eq!(call("GET", "/api/v1/namespaces/a/pods/p", Value::Null).0, 200);
         assert_eq!(call("GET", "/api/v1/namespaces/a/pods/q", Value::Null).0, 404);

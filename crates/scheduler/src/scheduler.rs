@@ -850,14 +850,21 @@ async fn clear_nomination(client: &Client, p: &PodInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{
-        Call, bound, fake_client, node_with_resources, pod_with_requests, taint, with_priority,
-    };
+    use crate::testing::{bound, node_with_resources, pod_with_requests, taint, with_priority};
+    use fakeapi::{Call, FakeApi};
 
-    fn scheduler() -> (Arc<Scheduler>, crate::testing::Calls) {
-        let (client, calls) = fake_client();
+    /// A scheduler over a fake API whose status patches answer with a pod.
+    fn scheduler() -> (Arc<Scheduler>, FakeApi) {
+        let api = FakeApi::new();
+        api.on_prefix(
+            "PATCH",
+            "/api/v1/namespaces/",
+            200,
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}),
+        );
+        let client = api.client();
         let informers = Informers::offline(client.clone());
-        (Scheduler::new(client, informers, Options::default()), calls)
+        (Scheduler::new(client, informers, Options::default()), api)
     }
 
     fn events(calls: &[Call]) -> Vec<(String, String, String)> {
@@ -1061,19 +1068,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_binding_forgets_the_assumed_pod() {
         // A client whose every request fails with a server error.
-        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
-            let body = serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "reason": "InternalError", "code": 500, "message": "boom"}))
-            .unwrap();
-            Ok::<_, std::convert::Infallible>(
-                http::Response::builder()
-                    .status(500)
-                    .header("content-type", "application/json")
-                    .body(kube::client::Body::from(body))
-                    .unwrap(),
-            )
-        });
-        let client = Client::new(svc, "default");
+        let api = FakeApi::new();
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            api.fail(method, "/", 500, "InternalError", "boom");
+        }
+        let client = api.client();
         let s = Scheduler::new(client.clone(), Informers::offline(client), Options::default());
         s.on_node(Arc::new(node_with_resources("node-1", "2", "4Gi", "110")));
         s.on_pod(Arc::new(pod_with_requests("web-1", "1", "")));

@@ -1,10 +1,5 @@
-//! Test support: builders for nodes and pods, and a fake API endpoint that records every
-//! request the scheduler makes and answers writes by echoing them.
+//! Test support: builders for nodes and pods.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use http::{Request, Response};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerImage, ContainerPort, Node, NodeSpec, NodeStatus, Pod, PodAffinity,
     PodAffinityTerm, PodAntiAffinity, PodSpec, ResourceRequirements, Taint, Toleration,
@@ -12,8 +7,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::client::Body;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 fn q(s: &str) -> Quantity {
     Quantity(s.into())
@@ -195,70 +189,4 @@ pub fn spread(mut p: Pod, constraints: &[(i32, &str, &str)]) -> Pod {
             .collect(),
     );
     p
-}
-
-/// One request the scheduler made.
-#[derive(Clone, Debug)]
-pub struct Call {
-    pub method: String,
-    pub path: String,
-    pub content_type: String,
-    pub body: Value,
-}
-
-/// The recorded calls of a fake client.
-#[derive(Clone, Default)]
-pub struct Calls(Arc<Mutex<Vec<Call>>>);
-
-impl Calls {
-    pub fn all(&self) -> Vec<Call> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Only the writes (everything but GET).
-    pub fn writes(&self) -> Vec<Call> {
-        self.all().into_iter().filter(|c| c.method != "GET").collect()
-    }
-}
-
-/// A client whose requests are recorded: writes succeed and echo their body (a binding
-/// answers with a success Status); GETs answer 404.
-pub fn fake_client() -> (kube::Client, Calls) {
-    let calls = Calls::default();
-    let recorded = calls.clone();
-    let svc = tower::service_fn(move |req: Request<Body>| {
-        let recorded = recorded.clone();
-        async move {
-            let method = req.method().to_string();
-            let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-            let content_type =
-                req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            recorded.0.lock().unwrap().push(Call {
-                method: method.clone(),
-                path: path.clone(),
-                content_type,
-                body: body.clone(),
-            });
-            let status = |code: u16| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code});
-            let (code, reply) = match method.as_str() {
-                "GET" => (
-                    404,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-                ),
-                "DELETE" => (200, status(200)),
-                "POST" if path.contains("/binding") => (201, status(201)),
-                "PATCH" => (200, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}})),
-                _ => (if method == "POST" { 201 } else { 200 }, body),
-            };
-            let resp = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap();
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    (kube::Client::new(svc, "default"), calls)
 }
