@@ -162,7 +162,7 @@ fn summary(calls: &FakeApi) -> Vec<String> {
         .iter()
         .filter(|c| !c.path.contains("/events"))
         .map(|c| {
-            let path = c.path.split('?').next().unwrap();
+            let path = c.path.as_str();
             let parts: Vec<&str> = path.split('/').collect();
             let i = parts.iter().position(|p| *p == "namespaces").unwrap();
             let resource = parts[i + 2];

@@ -119,7 +119,7 @@ fn events(calls: &FakeApi) -> Vec<(String, String)> {
 }
 
 fn path(c: &Call) -> &str {
-    c.path.split('?').next().unwrap_or("")
+    &c.path
 }
 
 #[tokio::test]

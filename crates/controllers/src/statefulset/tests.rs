@@ -133,7 +133,7 @@ fn summary(calls: &FakeApi) -> Vec<String> {
         .iter()
         .filter(|c| !c.path.contains("/events"))
         .map(|c| {
-            let path = c.path.split('?').next().unwrap();
+            let path = c.path.as_str();
             let parts: Vec<&str> = path.split('/').collect();
             let i = parts.iter().position(|p| *p == "namespaces").unwrap();
             let resource = parts[i + 2];
@@ -162,7 +162,7 @@ fn body_of<'a>(calls: &'a [fakeapi::Call], what: &str) -> &'a Value {
     let c = calls
         .iter()
         .find(|c| {
-            let path = c.path.split('?').next().unwrap();
+            let path = c.path.as_str();
             path.ends_with(what) || c.body["metadata"]["name"] == what && c.method == "POST"
         })
         .unwrap_or_else(|| panic!("no write of {what}"));

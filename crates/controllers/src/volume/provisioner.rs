@@ -573,8 +573,8 @@ mod tests {
         let w = calls.writes();
         assert_eq!(w.len(), 1);
         assert_eq!(
-            (w[0].method.as_str(), w[0].path.split('?').next()),
-            ("DELETE", Some("/api/v1/persistentvolumes/pvc-1234"))
+            (w[0].method.as_str(), w[0].path.as_str()),
+            ("DELETE", "/api/v1/persistentvolumes/pvc-1234")
         );
         let mut retained = volume;
         retained.spec.as_mut().unwrap().persistent_volume_reclaim_policy = Some("Retain".into());
