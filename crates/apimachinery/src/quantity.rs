@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 
 /// How a quantity is written back: the suffix family of the text it was parsed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+enum Format {
     /// `m`, ``, `k`, `M`, ... (powers of 1000).
     DecimalSI,
     /// `Ki`, `Mi`, ... (powers of 1024).
@@ -42,6 +42,13 @@ pub struct Quantity {
 
 const NANO: i128 = 1_000_000_000;
 
+/// Decimal SI suffixes and the power of ten each stands for.
+const DECIMAL_SUFFIXES: [(&str, i32); 10] =
+    [("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18)];
+
+/// Binary SI suffixes, each 1024 times the one before.
+const BINARY_SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+
 impl Quantity {
     /// Zero, printed as `0`.
     pub const ZERO: Quantity = Quantity { nanos: 0, format: Format::DecimalSI };
@@ -49,11 +56,6 @@ impl Quantity {
     /// A whole number of units in decimal SI form (`3`, `2k`); saturates beyond the range.
     pub fn from_units(units: i128) -> Self {
         Quantity { nanos: units.saturating_mul(NANO), format: Format::DecimalSI }
-    }
-
-    /// A number of milli-units in decimal SI form (`250m`); saturates beyond the range.
-    pub fn from_milli(milli: i128) -> Self {
-        Quantity { nanos: milli.saturating_mul(1_000_000), format: Format::DecimalSI }
     }
 
     /// Parses the Kubernetes quantity syntax (surrounding whitespace is ignored).
@@ -91,32 +93,21 @@ impl Quantity {
         if digits == 0 {
             return Err(Error::Format);
         }
-        let (format, exp10, exp1024): (Format, i32, u32) = match &s[i..] {
-            "" => (Format::DecimalSI, 0, 0),
-            "n" => (Format::DecimalSI, -9, 0),
-            "u" => (Format::DecimalSI, -6, 0),
-            "m" => (Format::DecimalSI, -3, 0),
-            "k" => (Format::DecimalSI, 3, 0),
-            "M" => (Format::DecimalSI, 6, 0),
-            "G" => (Format::DecimalSI, 9, 0),
-            "T" => (Format::DecimalSI, 12, 0),
-            "P" => (Format::DecimalSI, 15, 0),
-            "E" => (Format::DecimalSI, 18, 0),
-            "Ki" => (Format::BinarySI, 0, 1),
-            "Mi" => (Format::BinarySI, 0, 2),
-            "Gi" => (Format::BinarySI, 0, 3),
-            "Ti" => (Format::BinarySI, 0, 4),
-            "Pi" => (Format::BinarySI, 0, 5),
-            "Ei" => (Format::BinarySI, 0, 6),
-            other => {
+        let suffix = &s[i..];
+        let decimal = DECIMAL_SUFFIXES.iter().find(|(name, _)| *name == suffix);
+        let binary = BINARY_SUFFIXES.iter().skip(1).position(|name| *name == suffix);
+        let (format, exp10, exp1024): (Format, i32, u32) = match (decimal, binary) {
+            (Some(&(_, exp10)), _) => (Format::DecimalSI, exp10, 0),
+            (None, Some(k)) => (Format::BinarySI, 0, k as u32 + 1),
+            (None, None) => {
                 // The grammar allows suffix letters, then a signed exponent; text that
                 // fits it but names no suffix is a bad suffix, anything else bad format.
-                let letters = other.trim_start_matches(|c| "eEinumkKMGTP".contains(c));
+                let letters = suffix.trim_start_matches(|c| "eEinumkKMGTP".contains(c));
                 let exponent = letters.strip_prefix(['+', '-']).unwrap_or(letters);
                 if !exponent.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(Error::Format);
                 }
-                let exp = other.strip_prefix(['e', 'E']).ok_or(Error::Suffix)?;
+                let exp = suffix.strip_prefix(['e', 'E']).ok_or(Error::Suffix)?;
                 let unsigned = exp.strip_prefix(['+', '-']).unwrap_or(exp);
                 if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(Error::Suffix);
@@ -140,16 +131,6 @@ impl Quantity {
             }
         };
         Ok(Quantity { nanos: if negative { -nanos } else { nanos }, format })
-    }
-
-    /// The format this quantity prints in.
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
-    /// Whether the value is zero.
-    pub fn is_zero(&self) -> bool {
-        self.nanos == 0
     }
 
     /// The value in whole units, rounded up (as `Quantity.Value()`).
@@ -180,22 +161,9 @@ impl Quantity {
             mantissa *= 10;
         }
         exp -= r;
-        let suffix = match exp {
-            _ if exponent_form => None,
-            -9 => Some("n"),
-            -6 => Some("u"),
-            -3 => Some("m"),
-            0 => Some(""),
-            3 => Some("k"),
-            6 => Some("M"),
-            9 => Some("G"),
-            12 => Some("T"),
-            15 => Some("P"),
-            18 => Some("E"),
-            _ => None,
-        };
+        let suffix = DECIMAL_SUFFIXES.iter().find(|(_, e)| *e == exp && !exponent_form);
         match suffix {
-            Some(s) => write!(f, "{mantissa}{s}"),
+            Some((s, _)) => write!(f, "{mantissa}{s}"),
             None if exp == 0 => write!(f, "{mantissa}"),
             None => write!(f, "{mantissa}e{exp}"),
         }
@@ -232,7 +200,7 @@ impl fmt::Display for Quantity {
                     units /= 1024;
                     k += 1;
                 }
-                let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][k];
+                let suffix = BINARY_SUFFIXES[k];
                 write!(f, "{units}{suffix}")
             }
             Format::DecimalExponent => self.write_decimal(f, true),
@@ -409,7 +377,6 @@ mod tests {
         let total: Quantity = ["1", "500m"].iter().map(|s| Quantity::parse(s).unwrap()).sum();
         assert_eq!(total.to_string(), "1500m");
         assert_eq!(Quantity::from_units(2000).to_string(), "2k");
-        assert_eq!(Quantity::from_milli(250).to_string(), "250m");
     }
 
     #[test]

@@ -11,12 +11,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::Ctx;
 use crate::meta;
 
+/// A quantity of a decoded object (decoding stores every quantity as canonical text).
 fn qty(v: Option<&Value>) -> Option<Quantity> {
-    match v? {
-        Value::String(s) => Quantity::parse(s).ok(),
-        Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
-        _ => None,
-    }
+    Quantity::parse(v?.as_str()?).ok()
 }
 
 async fn namespace_objects(ctx: &Ctx, prefix: &str) -> ApiResult<Vec<Value>> {
